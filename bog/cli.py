@@ -1,0 +1,161 @@
+"""``bog``: run the pipeline or one of its processes, benchmark it, record its ticks.
+
+    bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay]
+                 [--replay-file P] [--speed X|max]         supervisor: feed + engine + monitor
+    bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
+    bog engine   [--config F] [--instance N]
+    bog monitor  [--config F] [--instance N] [--host H] [--port P]
+    bog bench    [--json] [...]                              benchmark on real processes
+    bog record   --out FILE [--instance N] [--duration S]    capture the ticks ring to a file
+    bog config-defaults                                      print the annotated default config
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bog.config import Config, ConfigError, load_config, with_overrides
+from bog.shm.segment import SegmentError, validate_instance
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (defaults for every key if omitted)")
+    p.add_argument("--instance", default="default",
+                   help="namespace for shared memory, journal and logs (default: default)")
+
+
+def _feed_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--feed", choices=("synthetic", "replay"), help="market data source")
+    p.add_argument("--replay-file", help="CSV of L2 snapshots or a 'bog record' file")
+    p.add_argument("--speed", help="replay speed factor, or 'max' for as fast as possible")
+    p.add_argument("--rate", type=float, help="synthetic updates per second (0 = max)")
+
+
+def parse_speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    try:
+        v = float(text)
+    except ValueError:
+        raise ConfigError(f"--speed {text!r}: expected a positive number or 'max'")
+    if not v > 0:
+        raise ConfigError(f"--speed {text!r}: must be > 0 (or 'max')")
+    return v
+
+
+def config_from_args(args) -> Config:
+    cfg = load_config(getattr(args, "config", None))
+    feed: dict = {}
+    if getattr(args, "feed", None):
+        feed["source"] = args.feed
+    if getattr(args, "replay_file", None):
+        feed["replay_file"] = args.replay_file
+        feed.setdefault("source", "replay")
+    if getattr(args, "speed", None):
+        feed["replay_speed"] = parse_speed(args.speed)
+    if getattr(args, "rate", None) is not None:
+        feed["rate_per_s"] = args.rate
+    mon: dict = {}
+    if getattr(args, "host", None):
+        mon["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        mon["port"] = args.port
+    if feed or mon:
+        cfg = with_overrides(cfg, feed=feed, monitor=mon)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bog", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="start feed, engine and monitor under a supervisor")
+    _common(p)
+    _feed_opts(p)
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--no-monitor", action="store_true", help="do not start the monitor")
+    p.add_argument("--port", type=int, help="monitor port")
+    for name in ("feed", "engine"):
+        p = sub.add_parser(name, help=f"run the {name} process")
+        _common(p)
+        if name == "feed":
+            _feed_opts(p)
+    p = sub.add_parser("monitor", help="run the monitor process (HTTP /metrics, /health)")
+    _common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p = sub.add_parser("bench", help="benchmark the real processes")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="shorter run (smoke test)")
+    p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
+    _common(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--count", type=int, default=0, help="stop after N snapshots")
+    sub.add_parser("config-defaults", help="print the annotated default configuration")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd == "config-defaults":
+        from bog.config import default_toml
+
+        print(default_toml())
+        return 0
+    try:
+        validate_instance(args.instance)
+        cfg = config_from_args(args)
+    except (ConfigError, SegmentError) as e:
+        print(f"bog {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "run":
+            from bog.supervisor import run_supervisor
+
+            return run_supervisor(cfg, args)
+        if args.cmd == "feed":
+            from bog.feed.process import FeedService
+
+            return _service(FeedService, cfg, args)
+        if args.cmd == "engine":
+            from bog.engine.process import EngineService
+
+            return _service(EngineService, cfg, args)
+        if args.cmd == "monitor":
+            from bog.monitor.process import MonitorService
+
+            return _service(MonitorService, cfg, args)
+        if args.cmd == "bench":
+            from bog.bench import run_bench
+
+            return run_bench(cfg, args)
+        if args.cmd == "record":
+            from bog.feed.record import record_main
+
+            return record_main(cfg, args)
+    except KeyboardInterrupt:
+        return 130
+    except (ConfigError, SegmentError) as e:
+        print(f"bog {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _service(cls, cfg: Config, args) -> int:
+    from bog.log import setup_logging
+
+    setup_logging(cls.name, args.instance, str(cfg.feed.market_id), _log_dir(cfg))
+    return cls(cfg, args.instance).run()
+
+
+def _log_dir(cfg: Config) -> str | None:
+    import os
+
+    return os.environ.get("BOG_LOG_DIR", cfg.process.log_dir) or None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

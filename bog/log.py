@@ -1,0 +1,141 @@
+"""Logging for every bog process: greppable lines, journald priorities, rate limiting.
+
+- Under systemd (``$JOURNAL_STREAM`` set) each stderr line is prefixed with its syslog
+  priority (``<3>`` ...) so ``journalctl -p err`` filters correctly.
+- Otherwise human-readable lines go to stderr and to ``<log_dir>/bog.log`` (rotated, 0600),
+  which is where the guide's ``grep "Circuit breaker" logs/bog.log`` looks.
+- Every line carries instance, process and market. ``BOG_LOG_JSON=1`` switches to JSON lines.
+- ``RateLimiter`` collapses storms (gap storms) into one line plus "suppressed N similar".
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+
+import orjson
+
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, instance: str, process: str, market: str):
+        super().__init__()
+        self.instance, self.process, self.market = instance, process, market
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance = self.instance
+        record.bogproc = self.process
+        record.market = self.market
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, journald: bool):
+        super().__init__()
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        ctx = f"instance={record.instance} process={record.bogproc} market={record.market}"
+        if self.journald:
+            # journald adds its own timestamp and identifier
+            return f"<{_PRIORITY.get(record.levelno, 6)}>{record.levelname} {msg} [{ctx}]"
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        ms = int(record.msecs)
+        return f"{ts}.{ms:03d}Z {record.levelname:<8} bog-{record.bogproc}[{record.process}] {msg} [{ctx}]"
+
+
+class _JsonFormatter(logging.Formatter):
+    def __init__(self, journald: bool):
+        super().__init__()
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": record.created,
+            "level": record.levelname,
+            "msg": record.getMessage(),
+            "instance": record.instance,
+            "process": record.bogproc,
+            "market": record.market,
+            "pid": record.process,
+            "logger": record.name,
+        }
+        line = orjson.dumps(doc).decode()
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{line}" if self.journald else line
+
+
+def setup_logging(process: str, instance: str, market: str = "-", log_dir: str | None = "logs",
+                  level: int = logging.INFO) -> logging.Logger:
+    """Configure the root logger for one bog process; returns the ``bog`` logger."""
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    as_json = os.environ.get("BOG_LOG_JSON", "") not in ("", "0", "false")
+    fmt_cls = _JsonFormatter if as_json else _TextFormatter
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.setLevel(level)
+    ctx = _ContextFilter(instance, process, market)
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(fmt_cls(journald))
+    err.addFilter(ctx)
+    root.addHandler(err)
+    if log_dir and not journald:
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        path = os.path.join(log_dir, "bog.log")
+        old = os.umask(0o077)
+        try:
+            fh = logging.handlers.RotatingFileHandler(path, maxBytes=20 << 20, backupCount=5)
+        finally:
+            os.umask(old)
+        fh.setFormatter(fmt_cls(False))
+        fh.addFilter(ctx)
+        root.addHandler(fh)
+    return logging.getLogger("bog")
+
+
+class RateLimiter:
+    """At most ``burst`` lines per ``period_s`` per key; then one 'suppressed N similar' line.
+
+    ``allow(key)`` returns (allowed, suppressed_before): when a new period starts and lines were
+    suppressed in the previous one, the caller appends "(suppressed N similar)".
+    """
+
+    def __init__(self, burst: int = 5, period_s: float = 10.0, clock=time.monotonic):
+        self.burst, self.period_s, self.clock = burst, period_s, clock
+        self._state: dict[str, list] = {}  # key -> [period_start, count, suppressed]
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        now = self.clock()
+        st = self._state.get(key)
+        if st is None or now - st[0] >= self.period_s:
+            suppressed = st[2] if st else 0
+            self._state[key] = [now, 1, 0]
+            return True, suppressed
+        if st[1] < self.burst:
+            st[1] += 1
+            return True, 0
+        st[2] += 1
+        return False, 0
+
+    def flush(self) -> list[tuple[str, int]]:
+        """Keys whose period ended with suppressed lines (call from housekeeping)."""
+        now = self.clock()
+        out = []
+        for key, st in self._state.items():
+            if st[2] and now - st[0] >= self.period_s:
+                out.append((key, st[2]))
+                st[0], st[1], st[2] = now, 0, 0
+        return out

@@ -1,0 +1,145 @@
+"""What every bog process shares: pinning, title, signals, systemd notify, lifecycle.
+
+A process subclasses ``Service`` and reads top-down as its lifecycle:
+``startup()`` -> ``main_loop()`` (hot work interleaved with ``housekeeping()``) -> ``shutdown()``.
+The first SIGINT/SIGTERM asks for a graceful stop; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import setproctitle
+
+from bog.config import Config
+
+log = logging.getLogger("bog")
+
+# Signals that stop a process: SIGTERM from systemd/supervisor, SIGINT from Ctrl-C.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def sd_notify(message: str) -> bool:
+    """Send one datagram to systemd's ``$NOTIFY_SOCKET`` (no libsystemd needed)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError as e:
+        log.warning("sd_notify failed: %s", e)
+        return False
+
+
+def pin_to_core(core: int) -> int:
+    """Pin this process to ``core``; returns the core, or -1 if not pinned (and says why)."""
+    if core < 0:
+        return -1
+    ncpu = os.cpu_count() or 1
+    allowed = os.sched_getaffinity(0)
+    if core not in allowed:
+        fallback = core % ncpu
+        if fallback not in allowed:
+            log.warning("CPU %d not available (allowed %s): not pinning", core, sorted(allowed))
+            return -1
+        log.warning("CPU %d not available on this %d-CPU machine: using CPU %d", core, ncpu, fallback)
+        core = fallback
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def set_realtime(priority: int) -> bool:
+    if priority <= 0:
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        log.info("real-time scheduling SCHED_FIFO priority %d", priority)
+        return True
+    except (PermissionError, OSError) as e:
+        log.warning("cannot set SCHED_FIFO priority %d: %s (continuing with normal scheduling)",
+                    priority, e)
+        return False
+
+
+class Service:
+    """Base lifecycle for feed, engine and monitor."""
+
+    name = "service"  # feed | engine | monitor
+
+    def __init__(self, cfg: Config, instance: str):
+        self.cfg = cfg
+        self.instance = instance
+        self.should_exit = False
+        self.force_exit = False
+        self.core = -1
+        self.started_ns = time.time_ns()
+        self._watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self._last_watchdog = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> int:
+        setproctitle.setproctitle(f"bog-{self.name}")
+        self.install_signal_handlers()
+        try:
+            self.startup()
+        except Exception as e:  # startup errors are user errors far more often than bugs
+            log.critical("bog-%s failed to start: %s", self.name, e)
+            log.debug("startup traceback", exc_info=True)
+            self.shutdown()
+            return 1
+        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=running")
+        log.info("bog-%s running (pid %d, core %d, instance %s)", self.name, os.getpid(),
+                 self.core, self.instance)
+        code = 0
+        try:
+            self.main_loop()
+        except Exception:
+            log.critical("bog-%s crashed in main loop", self.name, exc_info=True)
+            code = 1
+        sd_notify("STOPPING=1")
+        self.shutdown()
+        log.info("bog-%s stopped", self.name)
+        return code
+
+    def startup(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def main_loop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def shutdown(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    # -- helpers --------------------------------------------------------------------------
+    def pin(self, core: int) -> None:
+        self.core = pin_to_core(core)
+
+    def watchdog(self) -> None:
+        """Feed systemd's watchdog from housekeeping (only when WatchdogSec= is set)."""
+        if not self._watchdog_usec:
+            return
+        now = time.monotonic()
+        if now - self._last_watchdog >= self._watchdog_usec / 2e6:
+            self._last_watchdog = now
+            sd_notify("WATCHDOG=1")
+
+    def install_signal_handlers(self) -> None:
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, self.handle_exit)
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            log.warning("bog-%s: second interrupt, exiting now", self.name)
+            sys.exit(1)
+        self.should_exit = True

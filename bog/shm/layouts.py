@@ -1,0 +1,269 @@
+"""Every shared-memory layout of bog, defined once as numpy dtypes.
+
+Writers and readers (feed, engine, monitor, bogctl, tests) all import these; no offset is
+written by hand anywhere else. Prices and sizes are fixed point: integer x 1e9 (``FIXED``).
+Times are nanoseconds since the Unix epoch (CLOCK_REALTIME) unless the name says otherwise.
+
+A segment is ``[SEGMENT_HEADER (128 B)][body]``; the body layouts are below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIXED = 1_000_000_000  # fixed-point scale of every price and size in shared memory
+DEPTH = 10  # book levels per side in a snapshot
+
+LAYOUT_VERSION = 1
+MAGIC = 0x314D4853474F42  # "BOGSHM1" little-endian
+
+# Segment kinds (header.kind)
+KIND_TICKS = 1
+KIND_FILLS = 2
+KIND_FEED_METRICS = 3
+KIND_ENGINE_METRICS = 4
+KIND_CONTROL = 5
+
+# Segment lifecycle (header.state)
+STATE_INIT = 0
+STATE_READY = 1
+STATE_CLOSED = 2
+
+SEGMENT_HEADER = np.dtype(
+    [
+        ("magic", "<u8"),
+        ("layout_version", "<u4"),
+        ("kind", "<u4"),
+        ("size_bytes", "<u8"),
+        ("epoch", "<u8"),  # creation time in ns: strictly increases across owner restarts
+        ("owner_pid", "<i8"),
+        ("owner_start_ticks", "<u8"),  # /proc/PID/stat starttime: guards against pid reuse
+        ("state", "<u8"),
+        ("pad", "<u8", (9,)),
+    ],
+    align=True,
+)
+assert SEGMENT_HEADER.itemsize == 128
+
+# Snapshot flags
+FLAG_FULL_SNAPSHOT = 1  # all DEPTH levels valid; otherwise only the top of book changed
+
+# One ticks-ring slot. Word 0 is the seqlock generation (odd while being written); word 1 the
+# ring position the slot holds, so a reader can tell a slot overwritten by a later lap.
+TICK_SLOT = np.dtype(
+    [
+        ("gen", "<i8"),
+        ("pos", "<i8"),
+        ("market_id", "<i8"),
+        ("sequence", "<i8"),
+        ("exchange_ts_ns", "<i8"),
+        ("local_recv_ns", "<i8"),
+        ("local_publish_ns", "<i8"),
+        ("bid_px", "<i8"),
+        ("bid_sz", "<i8"),
+        ("ask_px", "<i8"),
+        ("ask_sz", "<i8"),
+        ("trade_px", "<i8"),  # last trade in this update, 0 if none
+        ("trade_sz", "<i8"),
+        ("bid_px_l", "<i8", (DEPTH,)),
+        ("bid_sz_l", "<i8", (DEPTH,)),
+        ("ask_px_l", "<i8", (DEPTH,)),
+        ("ask_sz_l", "<i8", (DEPTH,)),
+        ("flags", "u1"),
+        ("venue", "u1"),
+        ("trade_side", "i1"),  # +1 buyer-initiated, -1 seller-initiated, 0 none
+        ("pad", "u1", (21,)),
+    ]
+)
+assert TICK_SLOT.itemsize == 448, TICK_SLOT.itemsize  # 7 cache lines, as the original
+TICK_SLOT_WORDS = TICK_SLOT.itemsize // 8
+
+# Ring control words (int64 array at the start of a ring body, 64 B)
+RING_HEAD = 0  # number of items ever published (producer, release store)
+RING_TAIL = 1  # number of items consumed (fills queue consumer; unused for ticks)
+RING_CAPACITY = 2
+RING_CTRL_WORDS = 8
+
+FILL_LIQ_MAKER = 0
+FILL_LIQ_TAKER = 1
+
+FILL = np.dtype(
+    [
+        ("order_id", "<i8"),
+        ("ts_ns", "<i8"),
+        ("price", "<i8"),  # fixed
+        ("qty", "<i8"),  # fixed, always > 0
+        ("fee_usd", "<i8"),  # fixed, >= 0 (cost)
+        ("side", "<i8"),  # +1 buy (our bid filled), -1 sell (our ask filled)
+        ("liquidity", "<i8"),
+        ("tick_sequence", "<i8"),
+    ]
+)
+assert FILL.itemsize == 64
+FILL_WORDS = FILL.itemsize // 8
+
+# Control block: written by bogctl, read by the engine's housekeeping.
+CONTROL = np.dtype(
+    [
+        ("breaker_reset_requests", "<i8"),  # bogctl increments; engine acts on each increase
+        ("pause_requested", "<i8"),  # 1 = stop quoting (cancel all), 0 = run
+        ("reconcile_requests", "<i8"),
+        ("pad", "<i8", (13,)),
+    ]
+)
+
+# Histogram bucket upper bounds. Every alert threshold is an edge, so histogram_quantile is
+# exact where alerts look (1 us, 10 us, 100 us for tick latency; 1 ms feed latency).
+LATENCY_NS_EDGES = np.array(
+    [100, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000,
+     20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000],
+    dtype=np.int64,
+)
+FEED_LATENCY_US_EDGES = np.array(
+    [10, 25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000,
+     1_000_000],
+    dtype=np.int64,
+)
+GAP_SIZE_EDGES = np.array([1, 2, 5, 10, 50, 100, 1_000, 10_000, 100_000], dtype=np.int64)
+STALE_AGE_US_EDGES = np.array(
+    [100, 1_000, 10_000, 100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+     60_000_000],
+    dtype=np.int64,
+)
+VOLUME_USD_EDGES = np.array(
+    [10, 50, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000], dtype=np.int64
+)
+
+NB_LAT = len(LATENCY_NS_EDGES) + 1  # + the +Inf bucket
+NB_FEED = len(FEED_LATENCY_US_EDGES) + 1
+NB_GAP = len(GAP_SIZE_EDGES) + 1
+NB_STALE = len(STALE_AGE_US_EDGES) + 1
+NB_VOL = len(VOLUME_USD_EDGES) + 1
+
+# Label sets of array-valued counters (index -> label value)
+SIGNAL_ACTIONS = ("quote_both", "quote_bid", "quote_ask", "cancel_all", "no_action")
+SIG_QUOTE_BOTH, SIG_QUOTE_BID, SIG_QUOTE_ASK, SIG_CANCEL_ALL, SIG_NO_ACTION = range(5)
+SIDES = ("bid", "ask")
+REJECT_REASONS = (
+    "zero_or_negative_price",
+    "crossed_book",
+    "locked_book",
+    "spread_too_wide",
+    "too_old",
+    "in_future",
+    "price_jump",
+    "bad_depth",
+    "moved_after_stale",
+)
+(REJ_PRICE, REJ_CROSSED, REJ_LOCKED, REJ_SPREAD, REJ_OLD, REJ_FUTURE, REJ_JUMP, REJ_DEPTH,
+ REJ_AFTER_STALE) = range(len(REJECT_REASONS))
+RISK_REASONS = ("position_limit", "order_size", "price_distance", "rate_limit", "max_orders",
+                "daily_loss", "breaker_open", "paused")
+(RISK_POSITION, RISK_SIZE, RISK_DISTANCE, RISK_RATE, RISK_MAX_ORDERS, RISK_DAILY_LOSS,
+ RISK_BREAKER, RISK_PAUSED) = range(len(RISK_REASONS))
+
+BREAKER_STATES = ("CLOSED", "HALF_OPEN", "OPEN")
+FEED_STATES = ("FRESH", "STALE", "OFFLINE")
+
+# Process block: the first fields of every metrics body.
+_PROCESS_FIELDS = [
+    ("pid", "<i8"),
+    ("start_ns", "<i8"),
+    ("heartbeat_ns", "<i8"),  # housekeeping loop, every ~100 ms
+    ("core", "<i8"),  # CPU the process is pinned to, -1 if not pinned
+    ("running", "<i8"),  # 1 while in main loop, 0 after clean shutdown
+]
+
+FEED_METRICS = np.dtype(
+    _PROCESS_FIELDS
+    + [
+        ("messages_total", "<u8"),  # snapshots published
+        ("full_snapshots_total", "<u8"),
+        ("trades_total", "<u8"),
+        ("last_sequence", "<i8"),
+        ("rate_target_per_s", "<f8"),
+        ("faults_injected_total", "<u8", (4,)),  # gap, stall, bad_book, latency_spike
+        ("replay_rows_total", "<u8"),
+        ("replay_rows_rejected_total", "<u8"),
+        ("replay_done", "<i8"),
+        ("feed_latency_us_bucket", "<u8", (NB_FEED,)),
+        ("feed_latency_us_sum", "<f8"),
+        ("publish_ns_bucket", "<u8", (NB_LAT,)),
+        ("publish_ns_sum", "<f8"),
+    ],
+    align=True,
+)
+FAULT_KINDS = ("gap", "stall", "bad_book", "latency_spike")
+
+ENGINE_METRICS = np.dtype(
+    _PROCESS_FIELDS
+    + [
+        ("ticks_total", "<u8"),  # snapshots read from the ring
+        ("ticks_accepted_total", "<u8"),
+        ("ticks_rejected_total", "<u8", (len(REJECT_REASONS),)),
+        ("signals_total", "<u8", (len(SIGNAL_ACTIONS),)),
+        ("orders_placed_total", "<u8", (2,)),
+        ("orders_cancelled_total", "<u8"),
+        ("risk_rejections_total", "<u8", (len(RISK_REASONS),)),
+        ("fills_received_total", "<u8", (2,)),  # drained into position tracking
+        ("fills_generated_total", "<u8"),  # produced by the paper executor
+        ("fills_dropped_total", "<u8"),
+        ("trades_total", "<u8"),
+        ("volume_usd_total", "<f8"),
+        ("fees_usd_total", "<f8"),
+        ("position_btc", "<f8"),
+        ("entry_price_usd", "<f8"),
+        ("realized_pnl_usd", "<f8"),
+        ("daily_pnl_usd", "<f8"),
+        ("unrealized_pnl_usd", "<f8"),
+        ("position_drift_btc", "<f8"),
+        ("position_corrections_total", "<u8"),
+        ("sequence_gaps_total", "<u8"),
+        ("sequence_gap_ticks_total", "<u8"),  # ticks missing in all gaps
+        ("sequence_duplicates_total", "<u8"),
+        ("sequence_backwards_total", "<u8"),
+        ("feed_restarts_total", "<u8"),
+        ("ring_overruns_total", "<u8"),  # times the engine fell a whole ring behind
+        ("ring_lost_ticks_total", "<u8"),
+        ("torn_reads_total", "<u8"),  # seqlock retries
+        ("stale_data_total", "<u8"),
+        ("offline_total", "<u8"),
+        ("feed_state", "<i8"),  # 0 fresh, 1 stale, 2 offline
+        ("stale_age_us", "<f8"),  # current age of the newest data
+        ("circuit_breaker_state", "<i8"),
+        ("circuit_breaker_trips_total", "<u8"),
+        ("circuit_breaker_latched", "<i8"),
+        ("paused", "<i8"),
+        ("fill_queue_capacity", "<i8"),
+        ("spread_bps", "<f8"),
+        ("mid_price_usd", "<f8"),
+        ("volatility_bps", "<f8"),
+        ("max_position_btc", "<f8"),
+        ("max_daily_loss_usd", "<f8"),
+        ("open_orders", "<i8"),
+        ("last_fill_ns", "<i8"),
+        ("last_signal_ns", "<i8"),
+        ("last_tick_ns", "<i8"),
+        ("tick_processing_max_ns", "<i8"),
+        ("log_events_dropped_total", "<u8"),
+        ("tick_processing_ns_bucket", "<u8", (NB_LAT,)),
+        ("tick_processing_ns_sum", "<f8"),
+        ("strategy_calc_ns_bucket", "<u8", (NB_LAT,)),
+        ("strategy_calc_ns_sum", "<f8"),
+        ("execution_ns_bucket", "<u8", (NB_LAT,)),
+        ("execution_ns_sum", "<f8"),
+        ("feed_to_decision_ns_bucket", "<u8", (NB_LAT,)),
+        ("feed_to_decision_ns_sum", "<f8"),
+        ("sequence_gap_size_bucket", "<u8", (NB_GAP,)),
+        ("sequence_gap_size_sum", "<f8"),
+        ("stale_data_age_us_bucket", "<u8", (NB_STALE,)),
+        ("stale_data_age_us_sum", "<f8"),
+        ("volume_usd_bucket", "<u8", (NB_VOL,)),
+        ("volume_usd_sum", "<f8"),
+    ],
+    align=True,
+)
+
+
+def ring_body_size(item_dtype: np.dtype, capacity: int) -> int:
+    return RING_CTRL_WORDS * 8 + item_dtype.itemsize * capacity

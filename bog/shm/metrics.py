@@ -1,0 +1,220 @@
+"""Metrics blocks in shared memory and the catalogue that names them for Prometheus.
+
+Each process (feed, engine) owns one metrics segment whose body is ``FEED_METRICS`` or
+``ENGINE_METRICS`` (layouts.py); only that process writes it. Readers (monitor, bogctl, tests)
+read it at any time: every field is an aligned 8-byte word (single-copy atomic on x86-64), and
+a histogram's count is the sum of its buckets, so ``_count`` always equals the ``+Inf`` bucket.
+
+``CATALOGUE`` maps Prometheus metric names to fields. The monitor's collector and ``bogctl``
+iterate it; nothing else spells metric names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bog.shm import segment as seg_mod
+from bog.shm.layouts import (
+    BREAKER_STATES,
+    ENGINE_METRICS,
+    FAULT_KINDS,
+    FEED_LATENCY_US_EDGES,
+    FEED_METRICS,
+    GAP_SIZE_EDGES,
+    KIND_ENGINE_METRICS,
+    KIND_FEED_METRICS,
+    LATENCY_NS_EDGES,
+    REJECT_REASONS,
+    RISK_REASONS,
+    SIDES,
+    SIGNAL_ACTIONS,
+    STALE_AGE_US_EDGES,
+    VOLUME_USD_EDGES,
+)
+
+FEED = "feed"
+ENGINE = "engine"
+PROCESSES = (FEED, ENGINE)
+DTYPES = {FEED: FEED_METRICS, ENGINE: ENGINE_METRICS}
+KINDS = {FEED: KIND_FEED_METRICS, ENGINE: KIND_ENGINE_METRICS}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric. ``label``/``label_values`` name the index of an array field."""
+
+    name: str  # Prometheus name, without _total for counters (prometheus_client adds it)
+    kind: str  # "counter" | "gauge" | "histogram"
+    process: str
+    field: str
+    help: str
+    label: str | None = None
+    label_values: tuple[str, ...] = ()
+    edges: np.ndarray | None = field(default=None, compare=False)
+
+
+def _c(name, process, fld, help, label=None, values=()):
+    return MetricSpec(name, "counter", process, fld, help, label, tuple(values))
+
+
+def _g(name, process, fld, help):
+    return MetricSpec(name, "gauge", process, fld, help)
+
+
+def _h(name, process, fld, help, edges):
+    return MetricSpec(name, "histogram", process, fld, help, edges=edges)
+
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    # 1. latency
+    _h("bog_tick_processing_ns", ENGINE, "tick_processing_ns",
+       "Engine time per tick from ring read to decision recorded, ns", LATENCY_NS_EDGES),
+    _h("bog_strategy_calc_ns", ENGINE, "strategy_calc_ns",
+       "Strategy quote calculation per tick, ns", LATENCY_NS_EDGES),
+    _h("bog_execution_ns", ENGINE, "execution_ns",
+       "Risk check and paper execution per tick, ns", LATENCY_NS_EDGES),
+    _h("bog_feed_to_decision_ns", ENGINE, "feed_to_decision_ns",
+       "Feed publish to engine decision, across processes, ns", LATENCY_NS_EDGES),
+    _g("bog_tick_processing_max_ns", ENGINE, "tick_processing_max_ns",
+       "Slowest tick since engine start, ns"),
+    # 2. trading activity
+    _c("bog_signals", ENGINE, "signals_total", "Strategy signals by action", "action",
+       SIGNAL_ACTIONS),
+    _c("bog_orders_placed", ENGINE, "orders_placed_total", "Orders placed by side", "side",
+       SIDES),
+    _c("bog_orders_cancelled", ENGINE, "orders_cancelled_total", "Orders cancelled"),
+    _c("bog_fills_received", ENGINE, "fills_received_total",
+       "Fills drained from the fill queue into position tracking, by side", "side", SIDES),
+    _c("bog_fills_generated", ENGINE, "fills_generated_total",
+       "Fills produced by the paper executor"),
+    _h("bog_volume_usd", ENGINE, "volume_usd", "Notional per fill, USD", VOLUME_USD_EDGES),
+    _c("bog_risk_rejections", ENGINE, "risk_rejections_total",
+       "Quotes blocked by a risk check, by reason", "reason", RISK_REASONS),
+    # 3. position and PnL
+    _g("bog_position_btc", ENGINE, "position_btc", "Tracked position, BTC (+long/-short)"),
+    _g("bog_entry_price_usd", ENGINE, "entry_price_usd", "Weighted average entry price, USD"),
+    _g("bog_realized_pnl_usd", ENGINE, "realized_pnl_usd", "Realized PnL after fees, USD"),
+    _g("bog_daily_pnl_usd", ENGINE, "daily_pnl_usd",
+       "Realized PnL after fees since 00:00 UTC, USD"),
+    _g("bog_unrealized_pnl_usd", ENGINE, "unrealized_pnl_usd", "Mark-to-mid PnL, USD"),
+    _c("bog_trades", ENGINE, "trades_total", "Fills applied to the position"),
+    _c("bog_fees_usd", ENGINE, "fees_usd_total", "Fees paid, USD"),
+    _g("bog_max_position_btc", ENGINE, "max_position_btc", "Configured position limit, BTC"),
+    _g("bog_max_daily_loss_usd", ENGINE, "max_daily_loss_usd",
+       "Configured daily loss limit, USD (positive)"),
+    # 4. data quality
+    _h("bog_feed_latency_us", FEED, "feed_latency_us",
+       "Exchange timestamp to local receipt, us", FEED_LATENCY_US_EDGES),
+    _c("bog_sequence_gaps", ENGINE, "sequence_gaps_total", "Sequence gaps detected"),
+    _c("bog_sequence_gap_ticks", ENGINE, "sequence_gap_ticks_total",
+       "Updates missing in all sequence gaps"),
+    _h("bog_sequence_gap_size", ENGINE, "sequence_gap_size", "Updates missing per gap",
+       GAP_SIZE_EDGES),
+    _c("bog_sequence_duplicates", ENGINE, "sequence_duplicates_total",
+       "Duplicate sequence numbers ignored"),
+    _c("bog_sequence_backwards", ENGINE, "sequence_backwards_total",
+       "Sequence went backwards without a feed restart (anomaly, resynced)"),
+    _c("bog_feed_restarts", ENGINE, "feed_restarts_total",
+       "Feed restarts seen by the engine (epoch changes)"),
+    _c("bog_ring_overruns", ENGINE, "ring_overruns_total",
+       "Times the engine fell a whole ticks ring behind and resynced"),
+    _c("bog_ring_lost_ticks", ENGINE, "ring_lost_ticks_total",
+       "Ticks overwritten before the engine read them"),
+    _c("bog_torn_reads", ENGINE, "torn_reads_total", "Seqlock read retries"),
+    _c("bog_ticks_rejected", ENGINE, "ticks_rejected_total",
+       "Snapshots rejected by validation, by reason", "reason", REJECT_REASONS),
+    _c("bog_stale_data", ENGINE, "stale_data_total", "Stale data incidents"),
+    _c("bog_feed_offline", ENGINE, "offline_total", "Feed offline incidents"),
+    _h("bog_stale_data_age_us", ENGINE, "stale_data_age_us",
+       "Age of the newest data when a stale incident ended, us", STALE_AGE_US_EDGES),
+    _g("bog_stale_age_us", ENGINE, "stale_age_us", "Current age of the newest data, us"),
+    _g("bog_feed_state", ENGINE, "feed_state", "Feed state: 0 fresh, 1 stale, 2 offline"),
+    _g("bog_spread_bps", ENGINE, "spread_bps", "Market spread, bps of mid"),
+    _g("bog_mid_price_usd", ENGINE, "mid_price_usd", "Market mid price, USD"),
+    _g("bog_volatility_bps", ENGINE, "volatility_bps", "EWMA of absolute mid returns, bps"),
+    # 5. system health
+    _g("bog_circuit_breaker_state", ENGINE, "circuit_breaker_state",
+       "Circuit breaker: 0 closed, 1 half-open, 2 open"),
+    _c("bog_circuit_breaker_trips", ENGINE, "circuit_breaker_trips_total",
+       "Circuit breaker transitions to open"),
+    _g("bog_circuit_breaker_latched", ENGINE, "circuit_breaker_latched",
+       "1 when a risk trip holds the breaker open until 'bogctl breaker reset'"),
+    _g("bog_paused", ENGINE, "paused", "1 when quoting is paused by 'bogctl pause'"),
+    _g("bog_fill_queue_capacity", ENGINE, "fill_queue_capacity", "Fill queue capacity"),
+    _c("bog_fills_dropped", ENGINE, "fills_dropped_total", "Fills dropped: fill queue full"),
+    _c("bog_position_corrections", ENGINE, "position_corrections_total",
+       "Position corrections by reconciliation"),
+    _g("bog_position_drift_btc", ENGINE, "position_drift_btc",
+       "Executor ledger minus tracked position at last reconciliation, BTC"),
+    _g("bog_open_orders", ENGINE, "open_orders", "Resting paper orders"),
+    _c("bog_ticks", ENGINE, "ticks_total", "Snapshots read by the engine"),
+    _c("bog_ticks_accepted", ENGINE, "ticks_accepted_total", "Snapshots that passed validation"),
+    _c("bog_log_events_dropped", ENGINE, "log_events_dropped_total",
+       "Hot-path log events lost because the event buffer was full"),
+    # feed process
+    _c("bog_feed_messages", FEED, "messages_total", "Snapshots published by the feed"),
+    _c("bog_feed_full_snapshots", FEED, "full_snapshots_total", "Full snapshots published"),
+    _c("bog_feed_market_trades", FEED, "trades_total", "Market trades seen by the feed"),
+    _g("bog_feed_last_sequence", FEED, "last_sequence", "Last sequence published"),
+    _g("bog_feed_rate_target_per_s", FEED, "rate_target_per_s",
+       "Configured feed rate, updates/s (0 = as fast as possible)"),
+    _c("bog_feed_faults_injected", FEED, "faults_injected_total",
+       "Faults injected by the feed (tests and demos)", "fault", FAULT_KINDS),
+    _c("bog_replay_rows", FEED, "replay_rows_total", "Replay rows read"),
+    _c("bog_replay_rows_rejected", FEED, "replay_rows_rejected_total",
+       "Replay rows rejected as malformed"),
+    _h("bog_feed_publish_ns", FEED, "publish_ns", "Feed time to publish one snapshot, ns",
+       LATENCY_NS_EDGES),
+)
+
+BREAKER_NAMES = BREAKER_STATES
+
+
+class MetricsBlock:
+    """Handle on one process's metrics segment; ``m`` is the record (shape-(1,) array)."""
+
+    def __init__(self, process: str, segment: seg_mod.Segment):
+        self.process = process
+        self.segment = segment
+        self.m = segment.view(DTYPES[process], 0, 1)
+
+    @classmethod
+    def create(cls, name: str, process: str) -> "MetricsBlock":
+        return cls(process, seg_mod.create(name, KINDS[process], DTYPES[process].itemsize))
+
+    @classmethod
+    def attach(cls, name: str, process: str, writable: bool = False, wait_ready_s: float = 0.0):
+        return cls(process, seg_mod.attach(name, KINDS[process], writable, wait_ready_s))
+
+    def snapshot(self) -> np.void:
+        """A private copy of the block (consistent per field)."""
+        return self.m.copy()[0]
+
+    def close(self, unlink: bool | None = None) -> None:
+        self.m = None
+        self.segment.close(unlink)
+
+
+def histogram_quantile(q: float, buckets: np.ndarray, edges: np.ndarray) -> float:
+    """Prometheus-style quantile from cumulative-able bucket counts (last bucket is +Inf)."""
+    total = int(buckets.sum())
+    if total == 0:
+        return float("nan")
+    cum = np.cumsum(buckets)
+    rank = q * total
+    i = int(np.searchsorted(cum, rank, side="left"))
+    if i >= len(edges):  # in +Inf bucket: Prometheus returns the highest finite edge
+        return float(edges[-1])
+    lo = 0.0 if i == 0 else float(edges[i - 1])
+    hi = float(edges[i])
+    below = 0 if i == 0 else int(cum[i - 1])
+    inb = int(buckets[i])
+    if inb == 0:
+        return hi
+    return lo + (hi - lo) * (rank - below) / inb
+
+
+def histogram_count(rec, fld: str) -> int:
+    return int(rec[fld + "_bucket"].sum())

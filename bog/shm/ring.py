@@ -1,0 +1,183 @@
+"""The two rings in shared memory: ticks (seqlock slots) and fills (bounded SPSC queue).
+
+Ticks ring: one producer (the feed), any number of readers, readers never block the writer.
+Each slot is a seqlock: generation made odd, payload written, generation made even, then the
+ring head advanced with a release store. A reader copies the slot between two generation
+loads and retries if they differ or are odd; the slot also carries the ring position it holds,
+so a reader that was lapped sees ``READ_OVERWRITTEN`` instead of a silently newer tick.
+
+Fills queue: bounded single-producer single-consumer queue of FILL records with head/tail
+counters. ``fills_push`` never blocks: when the queue is full it returns False and the caller
+counts and reports the dropped fill. Depth is ``head - tail`` for any reader.
+
+The kernels are numba functions over int64 word views of the mapping (see ``words``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from bog.shm import segment as seg_mod
+from bog.shm.atomics import fence_acquire, fence_release, load_acquire, store_release
+from bog.shm.layouts import (
+    FILL,
+    FILL_WORDS,
+    KIND_FILLS,
+    KIND_TICKS,
+    RING_CAPACITY,
+    RING_CTRL_WORDS,
+    RING_HEAD,
+    RING_TAIL,
+    TICK_SLOT,
+    TICK_SLOT_WORDS,
+    ring_body_size,
+)
+
+READ_OK = 0
+READ_TORN = 1  # writer was mid-update: retry
+READ_OVERWRITTEN = 2  # the slot already holds a later position: reader was lapped
+
+
+# ---- ticks ring kernels ------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def ticks_publish(ctrl, words, staging):
+    """Publish ``staging`` (int64 words of one TICK_SLOT) at the head. Returns its position."""
+    n = ctrl[RING_HEAD]  # only this producer writes the head
+    cap = ctrl[RING_CAPACITY]
+    base = (n & (cap - 1)) * TICK_SLOT_WORDS
+    g = words[base]
+    store_release(words, base, g + 1)  # odd: write in progress
+    fence_release()
+    words[base + 1] = n
+    for k in range(2, TICK_SLOT_WORDS):
+        words[base + k] = staging[k]
+    store_release(words, base, g + 2)  # even: consistent
+    store_release(ctrl, RING_HEAD, n + 1)
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def ticks_head(ctrl):
+    return load_acquire(ctrl, RING_HEAD)
+
+
+@nb.njit(cache=True, nogil=True)
+def ticks_read(ctrl, words, pos, out):
+    """Copy the slot of ring position ``pos`` into ``out`` (TICK_SLOT words)."""
+    cap = ctrl[RING_CAPACITY]
+    base = (pos & (cap - 1)) * TICK_SLOT_WORDS
+    g1 = load_acquire(words, base)
+    if g1 & 1:
+        return READ_TORN
+    for k in range(1, TICK_SLOT_WORDS):
+        out[k] = words[base + k]
+    fence_acquire()
+    g2 = load_acquire(words, base)
+    if g1 != g2:
+        return READ_TORN
+    if out[1] != pos:
+        return READ_OVERWRITTEN
+    return READ_OK
+
+
+# ---- fills queue kernels -----------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def fills_push(ctrl, words, fill):
+    """Append one FILL (int64 words). False when full: the caller must count the drop."""
+    head = ctrl[RING_HEAD]
+    tail = load_acquire(ctrl, RING_TAIL)
+    cap = ctrl[RING_CAPACITY]
+    if head - tail >= cap:
+        return False
+    base = (head % cap) * FILL_WORDS
+    for k in range(FILL_WORDS):
+        words[base + k] = fill[k]
+    store_release(ctrl, RING_HEAD, head + 1)
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def fills_pop_into(ctrl, words, out, max_items):
+    """Move up to ``max_items`` fills into ``out`` (shape (n, FILL_WORDS)); returns count."""
+    head = load_acquire(ctrl, RING_HEAD)
+    tail = ctrl[RING_TAIL]
+    cap = ctrl[RING_CAPACITY]
+    n = min(head - tail, max_items)
+    for j in range(n):
+        base = ((tail + j) % cap) * FILL_WORDS
+        for k in range(FILL_WORDS):
+            out[j, k] = words[base + k]
+    store_release(ctrl, RING_TAIL, tail + n)
+    return n
+
+
+# ---- Python handles ------------------------------------------------------------------------
+class _Ring:
+    item_dtype: np.dtype
+    kind: int
+
+    def __init__(self, segment: seg_mod.Segment):
+        self.segment = segment
+        self.ctrl = segment.words(0, RING_CTRL_WORDS)
+        cap = int(self.ctrl[RING_CAPACITY])
+        self.capacity = cap
+        self.items = segment.view(self.item_dtype, RING_CTRL_WORDS * 8, cap)
+        self.words = segment.words(RING_CTRL_WORDS * 8, cap * self.item_dtype.itemsize // 8)
+
+    @classmethod
+    def create(cls, name: str, capacity: int):
+        seg = seg_mod.create(name, cls.kind, ring_body_size(cls.item_dtype, capacity))
+        ctrl = seg.words(0, RING_CTRL_WORDS)
+        ctrl[RING_CAPACITY] = capacity
+        return cls(seg)
+
+    @classmethod
+    def attach(cls, name: str, writable: bool = False, wait_ready_s: float = 0.0):
+        return cls(seg_mod.attach(name, cls.kind, writable, wait_ready_s))
+
+    @property
+    def head(self) -> int:
+        return int(self.ctrl[RING_HEAD])
+
+    @property
+    def tail(self) -> int:
+        return int(self.ctrl[RING_TAIL])
+
+    @property
+    def epoch(self) -> int:
+        return self.segment.epoch
+
+    def close(self, unlink: bool | None = None) -> None:
+        self.ctrl = self.items = self.words = None
+        self.segment.close(unlink)
+
+
+class TicksRing(_Ring):
+    """Market snapshots; capacity must be a power of two."""
+
+    item_dtype = TICK_SLOT
+    kind = KIND_TICKS
+
+    @classmethod
+    def create(cls, name: str, capacity: int):
+        if capacity < 2 or capacity & (capacity - 1):
+            raise ValueError(f"ticks ring capacity must be a power of two >= 2, got {capacity}")
+        return super().create(name, capacity)
+
+    def read(self, pos: int) -> tuple[int, np.ndarray]:
+        """Python-side read of one position (for tools and tests): (status, record copy)."""
+        out = np.zeros(1, TICK_SLOT)
+        status = ticks_read(self.ctrl, self.words, pos, out.view(np.int64))
+        return status, out[0]
+
+
+class FillQueue(_Ring):
+    """The guide's fill queue: bounded, drops (and the caller reports) when full."""
+
+    item_dtype = FILL
+    kind = KIND_FILLS
+
+    @property
+    def depth(self) -> int:
+        return int(self.ctrl[RING_HEAD]) - int(self.ctrl[RING_TAIL])
