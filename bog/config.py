@@ -41,6 +41,7 @@ class FeedConfig:
     half_spread_ticks: int = opt(500, 1, 1_000_000, doc="typical market half spread, ticks")
     level_size_btc: float = opt(0.5, 1e-6, 1e6, doc="typical size per level")
     trade_probability: float = opt(0.3, 0.0, 1.0, doc="chance an update carries a trade")
+    sweep_depth_bps: float = opt(0.7, 0.0, 1000.0, doc="mean depth a trade sweeps past the touch")
     full_snapshot_every: int = opt(50, 1, 1_000_000, doc="a full 10-level snapshot every N updates")
     latency_us: float = opt(150.0, 0.0, 1e7, doc="simulated exchange-to-local latency (mean)")
     replay_file: str = opt("", doc="replay input (CSV of L2 snapshots or a bog record file)")

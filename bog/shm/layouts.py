@@ -96,7 +96,7 @@ FILL = np.dtype(
         ("fee_usd", "<i8"),  # fixed, >= 0 (cost)
         ("side", "<i8"),  # +1 buy (our bid filled), -1 sell (our ask filled)
         ("liquidity", "<i8"),
-        ("tick_sequence", "<i8"),
+        ("fill_id", "<i8"),  # unique, increasing across engine restarts (journal dedupe)
     ]
 )
 assert FILL.itemsize == 64

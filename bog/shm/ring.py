@@ -98,18 +98,25 @@ def fills_push(ctrl, words, fill):
 
 
 @nb.njit(cache=True, nogil=True)
-def fills_pop_into(ctrl, words, out, max_items):
-    """Move up to ``max_items`` fills into ``out`` (shape (n, FILL_WORDS)); returns count."""
+def fills_peek_into(ctrl, words, out):
+    """Copy up to ``len(out)`` queued fills into ``out`` (shape (n, FILL_WORDS)) without
+    consuming them; returns the count. Consume with ``fills_commit`` once they are journaled,
+    so a crash in between loses nothing (the journal dedupes by fill_id)."""
     head = load_acquire(ctrl, RING_HEAD)
     tail = ctrl[RING_TAIL]
     cap = ctrl[RING_CAPACITY]
-    n = min(head - tail, max_items)
+    n = min(head - tail, out.shape[0])
     for j in range(n):
         base = ((tail + j) % cap) * FILL_WORDS
         for k in range(FILL_WORDS):
             out[j, k] = words[base + k]
-    store_release(ctrl, RING_TAIL, tail + n)
     return n
+
+
+@nb.njit(cache=True, nogil=True)
+def fills_commit(ctrl, n):
+    """Consume ``n`` fills (after ``fills_peek_into``)."""
+    store_release(ctrl, RING_TAIL, ctrl[RING_TAIL] + n)
 
 
 # ---- Python handles ------------------------------------------------------------------------

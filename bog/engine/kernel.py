@@ -1,0 +1,760 @@
+"""The engine's per-tick path, compiled with numba: no allocation, logging or I/O per tick.
+
+``engine_run`` polls the ticks ring and, for each new snapshot: sequence/gap checks,
+staleness recovery, validation, circuit breaker, book update, paper fill matching, strategy,
+risk checks, order placement, metrics. It returns to Python (housekeeping) when a fill was
+produced, when the event buffer needs draining, or at the housekeeping deadline.
+
+Anything Python must log or journal is appended to a local event buffer (``EV_*`` records)
+instead of being done here. Local state (``ENGINE_STATE``), parameters (``ENGINE_PARAMS``)
+and resting orders (``ORDER``) are process-local numpy records; metrics go to shared memory.
+Fixed point x1e9 for prices and sizes; ns for times.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from bog.config import Config
+from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire
+from bog.shm.hist import bucket_index
+from bog.shm.layouts import (
+    FILL_LIQ_MAKER,
+    FILL_LIQ_TAKER,
+    FILL_WORDS,
+    FIXED,
+    FLAG_FULL_SNAPSHOT,
+    GAP_SIZE_EDGES,
+    LATENCY_NS_EDGES,
+    REJ_AFTER_STALE,
+    REJ_CROSSED,
+    REJ_DEPTH,
+    REJ_FUTURE,
+    REJ_JUMP,
+    REJ_LOCKED,
+    REJ_OLD,
+    REJ_PRICE,
+    REJ_SPREAD,
+    RING_CAPACITY,
+    RING_HEAD,
+    RISK_BREAKER,
+    RISK_DISTANCE,
+    RISK_MAX_ORDERS,
+    RISK_PAUSED,
+    RISK_POSITION,
+    RISK_RATE,
+    RISK_SIZE,
+    SIG_CANCEL_ALL,
+    SIG_NO_ACTION,
+    SIG_QUOTE_ASK,
+    SIG_QUOTE_BID,
+    SIG_QUOTE_BOTH,
+    STALE_AGE_US_EDGES,
+    TICK_SLOT,
+    VOLUME_USD_EDGES,
+)
+from bog.shm.ring import READ_OK, READ_TORN, fills_push, ticks_read
+
+BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN = 0, 1, 2
+FEED_FRESH, FEED_STALE, FEED_OFFLINE = 0, 1, 2
+STRAT_SIMPLE, STRAT_INVENTORY = 0, 1
+
+# Event records: int64[EV_WORDS] = [type, ts_ns, a, b, c, d, e, f]
+EV_WORDS = 8
+EVENT_CAPACITY = 4096
+(EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
+ EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN, EV_RISK_TRIP,
+ EV_DUPLICATE) = range(14)
+# breaker transition causes (EV_BREAKER c)
+CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK = range(5)
+
+# Risk trips that latch the breaker open until 'bogctl breaker reset'
+TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = 0, 1, 2
+TRIP_NAMES = ("daily loss limit hit", "fills dropped", "position limit breached")
+
+ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
+MAX_ORDERS = 64
+
+ORDER = np.dtype(
+    [
+        ("state", "<i8"),
+        ("order_id", "<i8"),
+        ("side", "<i8"),  # +1 buy (bid), -1 sell (ask)
+        ("price", "<i8"),  # fixed
+        ("qty", "<i8"),  # remaining, fixed
+        ("orig_qty", "<i8"),
+        ("placed_ns", "<i8"),
+        ("fillable_ns", "<i8"),  # ack + maker latency
+    ]
+)
+
+ENGINE_PARAMS = np.dtype(
+    [
+        ("strategy", "<i8"),
+        ("tick_fixed", "<i8"),
+        ("order_size_fixed", "<i8"),
+        ("max_position_fixed", "<i8"),
+        ("min_order_fixed", "<i8"),
+        ("max_order_fixed", "<i8"),
+        ("max_open_orders", "<i8"),
+        ("min_quote_interval_ns", "<i8"),
+        ("requote_after_ns", "<i8"),
+        ("maker_latency_ns", "<i8"),
+        ("max_age_ns", "<i8"),
+        ("max_future_ns", "<i8"),
+        ("stale_after_ns", "<i8"),
+        ("offline_after_ns", "<i8"),
+        ("breaker_threshold", "<i8"),
+        ("breaker_window_ns", "<i8"),
+        ("breaker_cooldown_ns", "<i8"),
+        ("breaker_successes", "<i8"),
+        ("allow_locked", "<i8"),
+        ("stop_fill_drain", "<i8"),
+        ("spread_bps", "<f8"),
+        ("min_market_spread_bps", "<f8"),
+        ("max_market_spread_bps", "<f8"),
+        ("min_best_size_fixed", "<f8"),
+        ("requote_bps", "<f8"),
+        ("vol_alpha", "<f8"),
+        ("vol_low_bps", "<f8"),
+        ("vol_high_bps", "<f8"),
+        ("skew_max_bps", "<f8"),
+        ("skew_threshold", "<f8"),
+        ("risk_aversion", "<f8"),
+        ("order_intensity", "<f8"),
+        ("horizon_s", "<f8"),
+        ("target_inventory_fixed", "<f8"),
+        ("max_price_distance_bps", "<f8"),
+        ("max_spread_bps", "<f8"),
+        ("max_price_change_bps", "<f8"),
+        ("resume_max_move_bps", "<f8"),
+        ("maker_fee_bps", "<f8"),
+        ("taker_fee_bps", "<f8"),
+    ]
+)
+
+ENGINE_STATE = np.dtype(
+    [
+        ("next_pos", "<i8"),  # next ticks-ring position to read
+        ("last_seq", "<i8"),
+        ("have_seq", "<i8"),
+        ("last_tick_ns", "<i8"),  # local time of the last new snapshot
+        ("feed_state", "<i8"),
+        ("after_stale", "<i8"),
+        ("last_good_mid", "<f8"),
+        ("vol_ewma_bps", "<f8"),
+        ("var_per_s_bps2", "<f8"),
+        ("last_vol_ns", "<i8"),
+        ("bid", "<i8"),
+        ("ask", "<i8"),
+        ("mid", "<f8"),
+        # quotes
+        ("have_quotes", "<i8"),
+        ("quote_mid", "<f8"),
+        ("quote_ns", "<i8"),
+        ("last_quote_update_ns", "<i8"),
+        # positions (fixed): tracked (set by Python after draining fills) and ledger (executor)
+        ("position_fixed", "<i8"),
+        ("ledger_fixed", "<i8"),
+        ("next_order_id", "<i8"),
+        ("next_fill_id", "<i8"),
+        # circuit breaker
+        ("breaker", "<i8"),
+        ("latched", "<i8"),
+        ("failures", "<i8"),
+        ("window_start_ns", "<i8"),
+        ("opened_ns", "<i8"),
+        ("half_open_ok", "<i8"),
+        ("paused", "<i8"),
+        ("trip_request", "<i8"),  # -1 none, else TRIP_* (set by Python: daily loss)
+        # control flow
+        ("fill_pending", "<i8"),
+        ("ev_head", "<i8"),
+        ("ev_tail", "<i8"),
+        ("ev_dropped", "<i8"),
+    ]
+)
+
+
+def make_params(cfg: Config) -> np.ndarray:
+    p = np.zeros(1, ENGINE_PARAMS)
+    r = p[0]
+    s, k, v, b, x = cfg.strategy, cfg.risk, cfg.validation, cfg.breaker, cfg.execution
+    r["strategy"] = STRAT_INVENTORY if s.name == "inventory" else STRAT_SIMPLE
+    r["tick_fixed"] = max(1, int(round(s.tick_size_usd * FIXED)))
+    r["order_size_fixed"] = int(round(s.order_size_btc * FIXED))
+    r["max_position_fixed"] = int(round(k.max_position_btc * FIXED))
+    r["min_order_fixed"] = int(round(k.min_order_size_btc * FIXED))
+    r["max_order_fixed"] = int(round(k.max_order_size_btc * FIXED))
+    r["max_open_orders"] = min(k.max_open_orders, MAX_ORDERS)
+    r["min_quote_interval_ns"] = int(k.min_quote_interval_ms * 1e6)
+    r["requote_after_ns"] = int(s.requote_after_s * 1e9)
+    r["maker_latency_ns"] = int(x.maker_latency_ms * 1e6)
+    r["max_age_ns"] = int(v.max_age_ms * 1e6)
+    r["max_future_ns"] = int(v.max_future_ms * 1e6)
+    r["stale_after_ns"] = int(v.stale_after_ms * 1e6)
+    r["offline_after_ns"] = int(v.offline_after_ms * 1e6)
+    r["breaker_threshold"] = b.failure_threshold
+    r["breaker_window_ns"] = int(b.window_s * 1e9)
+    r["breaker_cooldown_ns"] = int(b.cooldown_s * 1e9)
+    r["breaker_successes"] = b.half_open_successes
+    r["allow_locked"] = int(v.allow_locked)
+    r["stop_fill_drain"] = int(x.fault_stop_fill_drain)
+    r["spread_bps"] = s.spread_bps
+    r["min_market_spread_bps"] = s.min_market_spread_bps
+    r["max_market_spread_bps"] = s.max_market_spread_bps
+    r["min_best_size_fixed"] = s.min_best_size_btc * FIXED
+    r["requote_bps"] = s.requote_bps
+    r["vol_alpha"] = s.vol_alpha
+    r["vol_low_bps"] = s.vol_low_bps
+    r["vol_high_bps"] = s.vol_high_bps
+    r["skew_max_bps"] = s.skew_max_bps
+    r["skew_threshold"] = s.skew_threshold
+    r["risk_aversion"] = s.risk_aversion
+    r["order_intensity"] = s.order_intensity
+    r["horizon_s"] = s.horizon_s
+    r["target_inventory_fixed"] = s.target_inventory_btc * FIXED
+    r["max_price_distance_bps"] = k.max_price_distance_bps
+    r["max_spread_bps"] = v.max_spread_bps
+    r["max_price_change_bps"] = v.max_price_change_bps
+    r["resume_max_move_bps"] = v.resume_max_move_bps
+    r["maker_fee_bps"] = x.maker_fee_bps
+    r["taker_fee_bps"] = x.taker_fee_bps
+    return p
+
+
+def make_state() -> np.ndarray:
+    st = np.zeros(1, ENGINE_STATE)
+    st[0]["next_order_id"] = 1
+    st[0]["next_fill_id"] = 1
+    st[0]["trip_request"] = -1
+    return st
+
+
+class Buffers:
+    """Process-local arrays the kernel works in (allocated once at start-up)."""
+
+    def __init__(self):
+        self.snap = np.zeros(1, TICK_SLOT)
+        self.snap_words = self.snap.view(np.int64)
+        self.orders = np.zeros(MAX_ORDERS, ORDER)
+        self.fill = np.zeros(FILL_WORDS, np.int64)
+        self.events = np.zeros((EVENT_CAPACITY, EV_WORDS), np.int64)
+
+
+# ---- small helpers -------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True, inline="always")
+def _event(st, events, typ, ts, a, b, c, d):
+    if st.ev_head - st.ev_tail >= events.shape[0]:
+        st.ev_dropped += 1
+        return
+    i = st.ev_head % events.shape[0]
+    events[i, 0] = typ
+    events[i, 1] = ts
+    events[i, 2] = a
+    events[i, 3] = b
+    events[i, 4] = c
+    events[i, 5] = d
+    st.ev_head += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _breaker_set(st, m, events, new_state, now, cause):
+    old = st.breaker
+    if old == new_state:
+        return
+    st.breaker = new_state
+    m.circuit_breaker_state = new_state
+    if new_state == BREAKER_OPEN:
+        st.opened_ns = now
+        m.circuit_breaker_trips_total += 1
+    if new_state == BREAKER_HALF_OPEN:
+        st.half_open_ok = 0
+    if new_state == BREAKER_CLOSED:
+        st.failures = 0
+        st.window_start_ns = now
+    _event(st, events, EV_BREAKER, now, old, new_state, cause, st.latched)
+
+
+@nb.njit(cache=True, nogil=True)
+def breaker_failure(st, p, m, events, now):
+    """A market anomaly: counts towards opening; any failure while half-open reopens."""
+    if st.breaker == BREAKER_HALF_OPEN:
+        _breaker_set(st, m, events, BREAKER_OPEN, now, CAUSE_HALF_OPEN_FAIL)
+    elif st.breaker == BREAKER_CLOSED:
+        if now - st.window_start_ns > p.breaker_window_ns:
+            st.window_start_ns = now
+            st.failures = 0
+        st.failures += 1
+        if st.failures >= p.breaker_threshold:
+            _breaker_set(st, m, events, BREAKER_OPEN, now, CAUSE_MARKET)
+
+
+@nb.njit(cache=True, nogil=True)
+def breaker_success(st, p, m, events, now):
+    if st.breaker == BREAKER_HALF_OPEN:
+        st.half_open_ok += 1
+        if st.half_open_ok >= p.breaker_successes:
+            _breaker_set(st, m, events, BREAKER_CLOSED, now, CAUSE_RECOVERED)
+
+
+@nb.njit(cache=True, nogil=True)
+def breaker_poll(st, p, m, events, now):
+    """Open -> Half-Open after the cooldown, unless a risk trip latched it."""
+    if st.trip_request >= 0:
+        trip(st, m, events, now, st.trip_request)
+        st.trip_request = -1
+    if st.breaker == BREAKER_OPEN and st.latched == 0 and now - st.opened_ns >= p.breaker_cooldown_ns:
+        _breaker_set(st, m, events, BREAKER_HALF_OPEN, now, CAUSE_COOLDOWN)
+
+
+@nb.njit(cache=True, nogil=True)
+def trip(st, m, events, now, reason):
+    """Risk trip: latch the breaker open until a manual reset."""
+    first = st.latched == 0
+    st.latched = 1
+    m.circuit_breaker_latched = 1
+    if first:
+        _event(st, events, EV_RISK_TRIP, now, reason, 0, 0, 0)
+    if st.breaker != BREAKER_OPEN:
+        _breaker_set(st, m, events, BREAKER_OPEN, now, CAUSE_RISK)
+
+
+# ---- validation ----------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def validate(snap, st, p, now):
+    """-1 if the snapshot is tradable, else a REJ_* reason."""
+    bid = snap.bid_px
+    ask = snap.ask_px
+    if bid <= 0 or ask <= 0:
+        return REJ_PRICE
+    if bid > ask:
+        return REJ_CROSSED
+    if bid == ask and p.allow_locked == 0:
+        return REJ_LOCKED
+    mid = 0.5 * (bid + ask)
+    if (ask - bid) / mid * 1e4 > p.max_spread_bps:
+        return REJ_SPREAD
+    ts = snap.exchange_ts_ns
+    if ts != 0:
+        if now - ts > p.max_age_ns:
+            return REJ_OLD
+        if ts - now > p.max_future_ns:
+            return REJ_FUTURE
+    if st.last_good_mid > 0.0:
+        move_bps = abs(mid / FIXED - st.last_good_mid) / st.last_good_mid * 1e4
+        if st.after_stale == 1 and move_bps > p.resume_max_move_bps:
+            return REJ_AFTER_STALE
+        if move_bps > p.max_price_change_bps:
+            return REJ_JUMP
+    if snap.flags & FLAG_FULL_SNAPSHOT:
+        # depth checks only on full snapshots (incrementals carry only the top)
+        for k in range(snap.bid_px_l.shape[0]):
+            bp = snap.bid_px_l[k]
+            bs = snap.bid_sz_l[k]
+            ap = snap.ask_px_l[k]
+            asz = snap.ask_sz_l[k]
+            if bp < 0 or ap < 0 or bs < 0 or asz < 0:
+                return REJ_DEPTH
+            if (bp > 0 and bs == 0) or (ap > 0 and asz == 0):
+                return REJ_DEPTH
+            if k > 0:
+                if bp > 0 and bp >= snap.bid_px_l[k - 1]:
+                    return REJ_DEPTH
+                if ap > 0 and ap <= snap.ask_px_l[k - 1]:
+                    return REJ_DEPTH
+    return -1
+
+
+# ---- strategy ------------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def strategy_quote(st, p, snap, now, out):
+    """Decide quotes. ``out`` int64[2] receives bid/ask prices (fixed). Returns SIG_*."""
+    bid = snap.bid_px
+    ask = snap.ask_px
+    mid = 0.5 * (bid + ask) / FIXED
+    spread_bps = (ask - bid) / FIXED / mid * 1e4
+    if (bid <= 0 or ask <= 0 or bid >= ask or spread_bps > p.max_market_spread_bps
+            or spread_bps < p.min_market_spread_bps
+            or min(snap.bid_sz, snap.ask_sz) < p.min_best_size_fixed):
+        return SIG_CANCEL_ALL
+    if st.have_quotes == 1:
+        moved_bps = abs(mid - st.quote_mid) / st.quote_mid * 1e4
+        if moved_bps < p.requote_bps and now - st.quote_ns < p.requote_after_ns:
+            return SIG_NO_ACTION
+    maxpos = float(p.max_position_fixed)
+    pos = float(st.position_fixed)
+    if p.strategy == STRAT_INVENTORY:
+        # Avellaneda-Stoikov: reservation price and optimal spread from the measured variance
+        var_h = max(st.var_per_s_bps2, 0.01) * p.horizon_s  # bps^2 over the horizon
+        gamma = p.risk_aversion
+        q = (pos - p.target_inventory_fixed) / max(float(p.order_size_fixed), 1.0)
+        reservation_bps = -q * gamma * var_h
+        half_bps = 0.5 * (gamma * var_h + 2.0 / gamma * math.log(1.0 + gamma / p.order_intensity))
+        half_bps = max(half_bps, 0.5 * p.spread_bps)
+        bid_off = reservation_bps - half_bps
+        ask_off = reservation_bps + half_bps
+    else:
+        vol = st.vol_ewma_bps
+        mult = 1.0
+        if p.vol_high_bps > p.vol_low_bps:
+            mult = 1.0 + min(max((vol - p.vol_low_bps) / (p.vol_high_bps - p.vol_low_bps), 0.0), 1.0)
+        elif vol >= p.vol_high_bps:
+            mult = 2.0
+        half_bps = 0.5 * p.spread_bps * mult
+        util = pos / maxpos if maxpos > 0 else 0.0
+        skew = 0.0
+        if abs(util) > p.skew_threshold and p.skew_threshold < 1.0:
+            skew = p.skew_max_bps * min((abs(util) - p.skew_threshold) / (1.0 - p.skew_threshold), 1.0)
+        if util > 0:  # long: lower both quotes, the ask fully, the bid half
+            bid_off = -half_bps - 0.5 * skew
+            ask_off = half_bps - skew
+        else:  # short: raise both, the bid fully, the ask half
+            bid_off = -half_bps + skew
+            ask_off = half_bps + 0.5 * skew
+    tick = p.tick_fixed
+    bid_px = int(math.floor(mid * (1.0 + bid_off * 1e-4) * FIXED / tick)) * tick  # round down
+    ask_px = int(math.ceil(mid * (1.0 + ask_off * 1e-4) * FIXED / tick)) * tick  # round up
+    if ask_px <= bid_px:
+        ask_px = bid_px + tick
+    out[0] = bid_px
+    out[1] = ask_px
+    return SIG_QUOTE_BOTH
+
+
+# ---- paper execution -----------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def _emit_fill(st, p, m, orders, i, qty, now, liquidity, fill, fctrl, fwords, events):
+    o = orders[i]
+    fee_bps = p.taker_fee_bps if liquidity == FILL_LIQ_TAKER else p.maker_fee_bps
+    notional = o.price / FIXED * qty / FIXED
+    fill[0] = o.order_id
+    fill[1] = now
+    fill[2] = o.price
+    fill[3] = qty
+    fill[4] = int(round(notional * fee_bps * 1e-4 * FIXED))
+    fill[5] = o.side
+    fill[6] = liquidity
+    fill[7] = st.next_fill_id
+    st.next_fill_id += 1
+    o.qty -= qty
+    o.state = ORDER_EMPTY if o.qty == 0 else ORDER_PARTIAL
+    st.ledger_fixed += o.side * qty  # the executor's own ledger, drop or not
+    m.fills_generated_total += 1
+    m.last_fill_ns = now
+    if p.stop_fill_drain == 0:
+        st.fill_pending = 1
+    if not fills_push(fctrl, fwords, fill):
+        m.fills_dropped_total += 1
+        _event(st, events, EV_FILL_DROPPED, now, o.order_id, o.side, qty, o.price)
+        trip(st, m, events, now, TRIP_FILLS_DROPPED)
+    if o.state == ORDER_EMPTY:
+        st.have_quotes = 0  # requote the filled side at the next tick (rate limit permitting)
+
+
+@nb.njit(cache=True, nogil=True)
+def _count_open(orders):
+    n = 0
+    for i in range(orders.shape[0]):
+        if orders[i].state != ORDER_EMPTY:
+            n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
+    """Fill resting orders the market traded through (after the maker latency)."""
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state == ORDER_EMPTY or now < o.fillable_ns:
+            continue
+        qty = 0
+        if o.side > 0:
+            if snap.ask_px > 0 and snap.ask_px <= o.price:
+                qty = o.qty  # the book moved through our bid
+            elif snap.trade_side < 0 and snap.trade_px > 0 and snap.trade_px <= o.price:
+                qty = min(o.qty, snap.trade_sz)  # a sell swept down to our bid
+        else:
+            if snap.bid_px > 0 and snap.bid_px >= o.price:
+                qty = o.qty
+            elif snap.trade_side > 0 and snap.trade_px >= o.price:
+                qty = min(o.qty, snap.trade_sz)
+        if qty > 0:
+            _emit_fill(st, p, m, orders, i, qty, now, FILL_LIQ_MAKER, fill, fctrl, fwords,
+                       events)
+
+
+@nb.njit(cache=True, nogil=True)
+def cancel_all(st, m, orders, events, now):
+    n = 0
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state != ORDER_EMPTY:
+            _event(st, events, EV_ORDER_CANCEL, now, o.order_id, o.side, o.price, o.qty)
+            o.state = ORDER_EMPTY
+            m.orders_cancelled_total += 1
+            n += 1
+    st.have_quotes = 0
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def cancel_all_orders(st_arr, m_arr, orders, events, now):
+    """``cancel_all`` callable from Python (shutdown, tests)."""
+    return cancel_all(st_arr[0], m_arr[0], orders, events, now)
+
+
+@nb.njit(cache=True, nogil=True)
+def _place(st, p, m, orders, side, price, qty, now, snap, fill, fctrl, fwords, events):
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state == ORDER_EMPTY:
+            o.state = ORDER_OPEN
+            o.order_id = st.next_order_id
+            st.next_order_id += 1
+            o.side = side
+            o.price = price
+            o.qty = qty
+            o.orig_qty = qty
+            o.placed_ns = now
+            o.fillable_ns = now + p.maker_latency_ns
+            m.orders_placed_total[0 if side > 0 else 1] += 1
+            _event(st, events, EV_ORDER_SUBMIT, now, o.order_id, side, price, qty)
+            # an order priced through the market executes at once, as a taker
+            if (side > 0 and snap.ask_px <= price) or (side < 0 and snap.bid_px >= price):
+                _emit_fill(st, p, m, orders, i, qty, now, FILL_LIQ_TAKER, fill, fctrl, fwords,
+                           events)
+            return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def execute(st, p, m, orders, snap, now, action, quote, fill, fctrl, fwords, events):
+    """Risk checks, then cancel/replace the quotes. Returns the number of order changes."""
+    if st.breaker == BREAKER_OPEN or st.paused == 1:
+        if action == SIG_QUOTE_BOTH:
+            m.risk_rejections_total[RISK_PAUSED if st.paused == 1 else RISK_BREAKER] += 1
+        return cancel_all(st, m, orders, events, now)
+    if action == SIG_NO_ACTION:
+        return 0
+    if action == SIG_CANCEL_ALL:
+        return cancel_all(st, m, orders, events, now)
+    # quote update: rate limit first (keep the existing quotes if too soon)
+    if now - st.last_quote_update_ns < p.min_quote_interval_ns:
+        m.risk_rejections_total[RISK_RATE] += 1
+        return 0
+    size = p.order_size_fixed
+    if size < p.min_order_fixed or size > p.max_order_fixed:
+        m.risk_rejections_total[RISK_SIZE] += 1
+        return cancel_all(st, m, orders, events, now)
+    mid = st.mid * FIXED
+    want_bid = True
+    want_ask = True
+    bid_px = quote[0]
+    ask_px = quote[1]
+    if abs(bid_px - mid) / mid * 1e4 > p.max_price_distance_bps:
+        want_bid = False
+        m.risk_rejections_total[RISK_DISTANCE] += 1
+    if abs(ask_px - mid) / mid * 1e4 > p.max_price_distance_bps:
+        want_ask = False
+        m.risk_rejections_total[RISK_DISTANCE] += 1
+    # position limit (executor's ledger, which includes fills not yet drained): near it,
+    # quote only the side that reduces the position
+    pos = st.ledger_fixed
+    if pos + size > p.max_position_fixed:
+        if want_bid:
+            m.risk_rejections_total[RISK_POSITION] += 1
+        want_bid = False
+    if pos - size < -p.max_position_fixed:
+        if want_ask:
+            m.risk_rejections_total[RISK_POSITION] += 1
+        want_ask = False
+    changes = cancel_all(st, m, orders, events, now)
+    if (1 if want_bid else 0) + (1 if want_ask else 0) > p.max_open_orders:
+        m.risk_rejections_total[RISK_MAX_ORDERS] += 1
+        return changes
+    st.last_quote_update_ns = now
+    st.have_quotes = 1
+    st.quote_mid = st.mid
+    st.quote_ns = now
+    if want_bid:
+        _place(st, p, m, orders, 1, bid_px, size, now, snap, fill, fctrl, fwords, events)
+        changes += 1
+    if want_ask:
+        _place(st, p, m, orders, -1, ask_px, size, now, snap, fill, fctrl, fwords, events)
+        changes += 1
+    return changes
+
+
+# ---- per tick ------------------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0):
+    m.ticks_total += 1
+    m.last_tick_ns = t0
+    seq = snap.sequence
+    if st.have_seq == 1:
+        if seq == st.last_seq:
+            m.sequence_duplicates_total += 1
+            return
+        if seq < st.last_seq:
+            m.sequence_backwards_total += 1
+            _event(st, events, EV_BACKWARDS, t0, st.last_seq, seq, 0, 0)
+        elif seq > st.last_seq + 1:
+            gap = seq - st.last_seq - 1
+            m.sequence_gaps_total += 1
+            m.sequence_gap_ticks_total += gap
+            m.sequence_gap_size_bucket[bucket_index(GAP_SIZE_EDGES, gap)] += 1
+            m.sequence_gap_size_sum += gap
+            _event(st, events, EV_GAP, t0, st.last_seq, seq, gap, 0)
+    st.last_seq = seq
+    st.have_seq = 1
+    # recovering from stale data: record how old the data had become
+    if st.feed_state != FEED_FRESH:
+        age_us = (t0 - st.last_tick_ns) // 1000
+        m.stale_data_age_us_bucket[bucket_index(STALE_AGE_US_EDGES, age_us)] += 1
+        m.stale_data_age_us_sum += age_us
+        _event(st, events, EV_FRESH, t0, age_us, st.feed_state, 0, 0)
+        st.feed_state = FEED_FRESH
+        m.feed_state = FEED_FRESH
+        st.after_stale = 1
+    st.last_tick_ns = t0
+    m.stale_age_us = 0.0
+    breaker_poll(st, p, m, events, t0)
+    reason = validate(snap, st, p, t0)
+    st.after_stale = 0
+    if reason >= 0:
+        m.ticks_rejected_total[reason] += 1
+        _event(st, events, EV_REJECT, t0, reason, snap.bid_px, snap.ask_px, seq)
+        if reason != REJ_AFTER_STALE and reason != REJ_OLD and reason != REJ_FUTURE:
+            breaker_failure(st, p, m, events, t0)
+        if reason == REJ_AFTER_STALE:
+            st.last_good_mid = 0.5 * (snap.bid_px + snap.ask_px) / FIXED  # accept new level
+        _record_tick(m, snap, t0, t0, t0)
+        return
+    m.ticks_accepted_total += 1
+    breaker_success(st, p, m, events, t0)
+    # book
+    st.bid = snap.bid_px
+    st.ask = snap.ask_px
+    mid = 0.5 * (snap.bid_px + snap.ask_px) / FIXED
+    if st.last_good_mid > 0.0:
+        ret_bps = (mid - st.last_good_mid) / st.last_good_mid * 1e4
+        st.vol_ewma_bps = p.vol_alpha * abs(ret_bps) + (1.0 - p.vol_alpha) * st.vol_ewma_bps
+        dt_s = max((t0 - st.last_vol_ns) * 1e-9, 1e-6)
+        st.var_per_s_bps2 = p.vol_alpha * ret_bps * ret_bps / dt_s + (1.0 - p.vol_alpha) * st.var_per_s_bps2
+    st.last_vol_ns = t0
+    st.last_good_mid = mid
+    st.mid = mid
+    m.mid_price_usd = mid
+    m.spread_bps = (snap.ask_px - snap.bid_px) / FIXED / mid * 1e4
+    m.volatility_bps = st.vol_ewma_bps
+    # fills first: resting orders meet the new market
+    match_fills(st, p, m, orders, snap, t0, fill, fctrl, fwords, events)
+    if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
+        trip(st, m, events, t0, TRIP_POSITION_BREACH)
+    t1 = clock_ns(CLOCK_REALTIME)
+    action = strategy_quote(st, p, snap, t1, quote)
+    t2 = clock_ns(CLOCK_REALTIME)
+    changes = execute(st, p, m, orders, snap, t2, action, quote, fill, fctrl, fwords, events)
+    m.signals_total[action] += 1
+    m.last_signal_ns = t2
+    if changes > 0:  # logged only when orders changed: no line per unchanged tick
+        _event(st, events, EV_SIGNAL, t2, action, quote[0], quote[1], seq)
+    m.open_orders = _count_open(orders)
+    _record_tick(m, snap, t0, t1, t2)
+
+
+@nb.njit(cache=True, nogil=True)
+def _record_tick(m, snap, t0, t1, t2):
+    t3 = clock_ns(CLOCK_REALTIME)
+    total = t3 - t0
+    m.tick_processing_ns_bucket[bucket_index(LATENCY_NS_EDGES, total)] += 1
+    m.tick_processing_ns_sum += total
+    if total > m.tick_processing_max_ns:
+        m.tick_processing_max_ns = total
+    if t2 > t0:
+        m.strategy_calc_ns_bucket[bucket_index(LATENCY_NS_EDGES, t2 - t1)] += 1
+        m.strategy_calc_ns_sum += t2 - t1
+        m.execution_ns_bucket[bucket_index(LATENCY_NS_EDGES, t3 - t2)] += 1
+        m.execution_ns_sum += t3 - t2
+    if snap.local_publish_ns > 0:
+        f2d = t3 - snap.local_publish_ns
+        if f2d >= 0:
+            m.feed_to_decision_ns_bucket[bucket_index(LATENCY_NS_EDGES, f2d)] += 1
+            m.feed_to_decision_ns_sum += f2d
+
+
+@nb.njit(cache=True, nogil=True)
+def idle(st, p, m, orders, events, now):
+    """No new snapshot: track staleness (Fresh -> Stale -> Offline) and the breaker."""
+    if st.last_tick_ns == 0:
+        st.last_tick_ns = now  # age counts from engine start until the first snapshot
+    age = now - st.last_tick_ns
+    m.stale_age_us = age / 1000.0
+    if st.feed_state == FEED_FRESH and age > p.stale_after_ns:
+        st.feed_state = FEED_STALE
+        m.feed_state = FEED_STALE
+        m.stale_data_total += 1
+        _event(st, events, EV_STALE, now, age // 1000, 0, 0, 0)
+        if _count_open(orders) > 0:
+            cancel_all(st, m, orders, events, now)  # never leave quotes on stale data
+    elif st.feed_state == FEED_STALE and age > p.offline_after_ns:
+        st.feed_state = FEED_OFFLINE
+        m.feed_state = FEED_OFFLINE
+        m.offline_total += 1
+        _event(st, events, EV_OFFLINE, now, age // 1000, 0, 0, 0)
+    breaker_poll(st, p, m, events, now)
+    if st.paused == 1 or st.breaker == BREAKER_OPEN:
+        if _count_open(orders) > 0:
+            cancel_all(st, m, orders, events, now)
+
+
+@nb.njit(cache=True, nogil=True)
+def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders, quote,
+               fill, fctrl, fwords, events, stop_ns):
+    """Process ticks until ``stop_ns``, a fill, or the event buffer half full.
+
+    Returns the number of ticks processed.
+    """
+    st = st_arr[0]
+    p = p_arr[0]
+    m = m_arr[0]
+    snap = snap_arr[0]
+    cap = tctrl[RING_CAPACITY]
+    n = 0
+    half = events.shape[0] // 2
+    while True:
+        head = load_acquire(tctrl, RING_HEAD)
+        if st.next_pos < head:
+            if head - st.next_pos > cap:
+                lost = head - 1 - st.next_pos
+                m.ring_overruns_total += 1
+                m.ring_lost_ticks_total += lost
+                _event(st, events, EV_OVERRUN, clock_ns(CLOCK_REALTIME), lost, st.next_pos, head, 0)
+                st.next_pos = head - 1
+                st.have_seq = 0  # counted as lost ticks here, not again as a sequence gap
+            status = ticks_read(tctrl, twords, st.next_pos, snap_words)
+            if status == READ_TORN:
+                m.torn_reads_total += 1
+                cpu_relax()
+                continue
+            if status != READ_OK:
+                continue  # lapped while copying: the overrun branch resyncs
+            st.next_pos += 1
+            t0 = clock_ns(CLOCK_REALTIME)
+            process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
+            n += 1
+            if st.fill_pending == 1 or st.ev_head - st.ev_tail >= half or t0 >= stop_ns:
+                st.fill_pending = 0
+                m.log_events_dropped_total = st.ev_dropped
+                return n
+        else:
+            now = clock_ns(CLOCK_REALTIME)
+            idle(st, p, m, orders, events, now)
+            if now >= stop_ns or st.ev_head - st.ev_tail >= half:
+                m.log_events_dropped_total = st.ev_dropped
+                return n
+            cpu_relax()

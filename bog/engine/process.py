@@ -1,0 +1,418 @@
+"""bog-engine: strategy and paper execution on every tick of the ticks ring.
+
+Lifecycle: ``startup`` (pin; rebuild position and PnL from the journal, including fills a
+crashed engine left in its fill queue; create the fill queue, metrics and control blocks;
+attach the ticks ring; compile the kernel) -> ``main_loop`` (the numba kernel runs ticks;
+between calls Python drains fills into the journal and position tracking, turns kernel events
+into log lines, and does housekeeping) -> ``shutdown`` (cancel quotes, close, unlink).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+
+from bog.engine import kernel as K
+from bog.engine.journal import Journal, recover
+from bog.engine.position import PositionTracker
+from bog.log import RateLimiter
+from bog.process import Service, set_realtime
+from bog.shm import SegmentNames
+from bog.shm import segment as seg_mod
+from bog.shm.layouts import (
+    BREAKER_STATES,
+    CONTROL,
+    FEED_STATES,
+    FILL,
+    FILL_WORDS,
+    FIXED,
+    KIND_CONTROL,
+    REJECT_REASONS,
+    RING_CAPACITY,
+    RING_CTRL_WORDS,
+    SIGNAL_ACTIONS,
+    TICK_SLOT_WORDS,
+    VOLUME_USD_EDGES,
+)
+from bog.shm.metrics import ENGINE, MetricsBlock
+from bog.shm.ring import FillQueue, TicksRing, fills_commit, fills_peek_into
+
+log = logging.getLogger("bog.engine")
+
+SIGNAL_LOG_NAMES = ("QuoteBoth", "QuoteBid", "QuoteAsk", "CancelAll", "NoAction")
+CAUSES = ("market anomalies", "cooldown elapsed", "recovered", "failure while half-open",
+          "risk trip")
+
+
+class _NoFeed:
+    """Stands in for the ticks ring while no feed is attached (head stays 0)."""
+
+    def __init__(self):
+        self.ctrl = np.zeros(RING_CTRL_WORDS, np.int64)
+        self.ctrl[RING_CAPACITY] = 2
+        self.words = np.zeros(2 * TICK_SLOT_WORDS, np.int64)
+        self.segment = None
+        self.epoch = 0
+
+
+def journal_path(cfg, instance: str) -> str:
+    base = os.environ.get("BOG_STATE_DIR") or cfg.execution.journal_dir
+    return os.path.join(base, instance, "journal.jsonl")
+
+
+class EngineService(Service):
+    name = "engine"
+
+    # -- startup ----------------------------------------------------------------------------
+    def startup(self) -> None:
+        cfg = self.cfg
+        self.names = SegmentNames(self.instance)
+        self.metrics = self.fills = self.control = self.journal = None
+        self.pin(cfg.process.engine_core)
+        set_realtime(cfg.process.engine_realtime_priority)
+        self.params = K.make_params(cfg)
+        self.state = K.make_state()
+        self.buf = K.Buffers()
+        self.quote = np.zeros(2, np.int64)
+        self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
+        self.limiter = RateLimiter(burst=5, period_s=10.0)
+
+        # The metrics block first: it is how a live engine is detected (create() refuses).
+        self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
+        self.tracker = self._recover()
+        self.fills = FillQueue.create(self.names.fills, cfg.execution.fill_queue_size)
+        ctl = seg_mod.create(self.names.control, KIND_CONTROL, CONTROL.itemsize)
+        self.control = ctl
+        self.ctl = ctl.view(CONTROL)
+
+        st = self.state[0]
+        st["position_fixed"] = self.tracker.position_fixed
+        st["ledger_fixed"] = self.tracker.position_fixed
+        m = self.metrics.m[0]
+        m["pid"] = os.getpid()
+        m["start_ns"] = self.started_ns
+        m["core"] = self.core
+        m["fill_queue_capacity"] = cfg.execution.fill_queue_size
+        m["max_position_btc"] = cfg.risk.max_position_btc
+        m["max_daily_loss_usd"] = cfg.risk.max_daily_loss_usd
+        self._publish_position()
+
+        self.ring = _NoFeed()
+        self.feed_epoch = 0
+        # compile (or load from numba's cache) before attaching and declaring ready
+        self._run_kernel(0)
+        self._attach_feed(first=True)
+        self._last_reconcile = time.monotonic()
+        self._seen_reset = int(self.ctl[0]["breaker_reset_requests"])
+        self._seen_reconcile = int(self.ctl[0]["reconcile_requests"])
+        m["heartbeat_ns"] = time.time_ns()
+        m["running"] = 1
+        for seg in (self.metrics.segment, self.fills.segment, self.control):
+            seg.mark_ready()
+
+    def _recover(self) -> PositionTracker:
+        """Rebuild position/PnL from the journal plus fills stranded in a dead engine's queue."""
+        path = journal_path(self.cfg, self.instance)
+        rec = recover(path)
+        stranded = self._stranded_fills(rec.last_fill_id)
+        self.journal = Journal(path)
+        for f in stranded:
+            self._journal_and_apply(rec.tracker, f)
+            rec.last_fill_id = int(f["fill_id"])
+            rec.last_order_id = max(rec.last_order_id, int(f["order_id"]))
+        st = self.state[0]
+        st["next_order_id"] = rec.last_order_id + 1
+        st["next_fill_id"] = rec.last_fill_id + 1
+        t = rec.tracker
+        if rec.fills or stranded:
+            log.info("recovered from journal %s: %d fills (+%d from the old fill queue), "
+                     "position %.9f BTC, entry %.2f, realized PnL %.2f USD, daily PnL %.2f USD",
+                     path, rec.fills, len(stranded), t.position, t.entry_price,
+                     t.realized_pnl, t.daily_pnl)
+        if rec.malformed:
+            log.error("journal %s: %d malformed lines skipped (lines %s)", path,
+                      len(rec.malformed), ", ".join(map(str, rec.malformed[:10])))
+        return t
+
+    def _stranded_fills(self, last_fill_id: int) -> list:
+        """Fills a crashed engine produced but never journaled (still in its shm queue)."""
+        try:
+            old = FillQueue.attach(self.names.fills)
+        except seg_mod.SegmentError:
+            return []
+        try:
+            h = old.segment.header[0]
+            if seg_mod.owner_alive(int(h["owner_pid"]), int(h["owner_start_ticks"])):
+                return []
+            out = np.zeros((old.capacity, FILL_WORDS), np.int64)
+            n = fills_peek_into(old.ctrl, old.words, out)
+            recs = out[:n].copy().view(FILL).reshape(-1)
+            return [r for r in recs if int(r["fill_id"]) > last_fill_id]
+        finally:
+            old.close(unlink=False)
+
+    # -- main loop --------------------------------------------------------------------------
+    def main_loop(self) -> None:
+        period_ns = int(self.cfg.process.housekeeping_ms * 1e6)
+        next_hk = time.time_ns() + period_ns
+        stop_drain = self.cfg.execution.fault_stop_fill_drain
+        while not self.should_exit:
+            self._run_kernel(next_hk)
+            if not stop_drain:
+                self.drain_fills()
+            self.drain_events()
+            now = time.time_ns()
+            if now >= next_hk:
+                self.housekeeping()
+                next_hk = now + period_ns
+
+    def _run_kernel(self, stop_ns: int) -> int:
+        b = self.buf
+        return K.engine_run(self.state, self.params, self.metrics.m, self.ring.ctrl,
+                            self.ring.words, b.snap, b.snap_words, b.orders, self.quote,
+                            b.fill, self.fills.ctrl, self.fills.words, b.events, stop_ns)
+
+    # -- fills ------------------------------------------------------------------------------
+    def drain_fills(self) -> int:
+        """Journal then apply every queued fill; consume them only once journaled."""
+        total = 0
+        while True:
+            n = fills_peek_into(self.fills.ctrl, self.fills.words, self.fill_out)
+            if n == 0:
+                break
+            recs = self.fill_out[:n].view(FILL).reshape(-1)
+            for r in recs:
+                self._journal_and_apply(self.tracker, r)
+            fills_commit(self.fills.ctrl, n)
+            total += n
+        if total:
+            self._publish_position()
+            if (self.tracker.daily_pnl <= -self.cfg.risk.max_daily_loss_usd
+                    and self.state[0]["latched"] == 0):
+                self.state[0]["trip_request"] = K.TRIP_DAILY_LOSS
+        return total
+
+    def _journal_and_apply(self, tracker: PositionTracker, r) -> None:
+        side, qty, price_fixed = int(r["side"]), int(r["qty"]), int(r["price"])
+        fee_fixed, ts = int(r["fee_usd"]), int(r["ts_ns"])
+        self.journal.fill(int(r["fill_id"]), int(r["order_id"]), side, price_fixed, qty,
+                          fee_fixed, int(r["liquidity"]), ts)
+        tracker.apply_fill(side, qty, price_fixed / FIXED, fee_fixed / FIXED, ts)
+        if self.metrics is not None:
+            m = self.metrics.m[0]
+            m["fills_received_total"][0 if side > 0 else 1] += 1
+            notional = price_fixed / FIXED * qty / FIXED
+            m["volume_usd_bucket"][int(np.searchsorted(VOLUME_USD_EDGES, notional, "left"))] += 1
+            m["volume_usd_sum"] += notional
+
+    def _publish_position(self) -> None:
+        t = self.tracker
+        self.state[0]["position_fixed"] = t.position_fixed
+        m = self.metrics.m[0]
+        m["position_btc"] = t.position
+        m["entry_price_usd"] = t.entry_price
+        m["realized_pnl_usd"] = t.realized_pnl
+        m["daily_pnl_usd"] = t.daily_pnl
+        m["trades_total"] = t.trades
+        m["volume_usd_total"] = t.volume_usd
+        m["fees_usd_total"] = t.fees_usd
+        m["unrealized_pnl_usd"] = t.unrealized(float(self.state[0]["mid"]))
+
+    # -- events -> logs and journal -----------------------------------------------------------
+    def drain_events(self) -> None:
+        st = self.state[0]
+        head, tail = int(st["ev_head"]), int(st["ev_tail"])
+        if head == tail:
+            return
+        ev = self.buf.events
+        cap = ev.shape[0]
+        for i in range(tail, head):
+            self._handle_event(ev[i % cap])
+        st["ev_tail"] = head
+
+    def _say(self, key: str, level: int, msg: str, *args) -> None:
+        ok, suppressed = self.limiter.allow(key)
+        if ok:
+            if suppressed:
+                msg += f" (suppressed {suppressed} similar)"
+            log.log(level, msg, *args)
+
+    def _handle_event(self, e) -> None:
+        typ, ts, a, b, c, d = (int(x) for x in e[:6])
+        if typ == K.EV_ORDER_SUBMIT:
+            side = "buy" if b > 0 else "sell"
+            base = {"ts_ms": ts // 1_000_000, "ts_ns": ts, "order_id": a, "side": side,
+                    "price": c / FIXED, "qty": d / FIXED}
+            self.journal.event({"type": "OrderSubmit", **base})
+            self.journal.event({"type": "OrderAck", **base})  # paper: acknowledged at once
+        elif typ == K.EV_ORDER_CANCEL:
+            self.journal.event({"type": "OrderCancel", "ts_ms": ts // 1_000_000, "ts_ns": ts,
+                                "order_id": a, "side": "buy" if b > 0 else "sell",
+                                "remaining_qty": d / FIXED})
+        elif typ == K.EV_SIGNAL:
+            self._say("signal", logging.INFO, "Signal::%s bid=%.2f ask=%.2f mid=%.2f seq=%d",
+                      SIGNAL_LOG_NAMES[a], b / FIXED, c / FIXED, float(self.state[0]["mid"]), d)
+        elif typ == K.EV_GAP:
+            self._say("gap", logging.WARNING,
+                      "Sequence gap: expected %d, got %d (%d updates missing)", a + 1, b, c)
+        elif typ == K.EV_BACKWARDS:
+            self._say("backwards", logging.WARNING,
+                      "Sequence gap: sequence went backwards %d -> %d without a feed restart "
+                      "(anomaly counted, resynced)", a, b)
+        elif typ == K.EV_REJECT:
+            self._say(f"reject{a}", logging.WARNING,
+                      "Rejected snapshot seq %d: %s (bid %.2f ask %.2f)", d, REJECT_REASONS[a],
+                      b / FIXED, c / FIXED)
+        elif typ == K.EV_BREAKER:
+            level = logging.CRITICAL if b == K.BREAKER_OPEN else logging.WARNING
+            log.log(level, "Circuit breaker %s -> %s (%s)%s", BREAKER_STATES[a],
+                    BREAKER_STATES[b], CAUSES[c],
+                    " - latched until 'bogctl breaker reset'" if d else "")
+        elif typ == K.EV_RISK_TRIP:
+            log.critical("Circuit breaker tripped by risk: %s - trading halted until "
+                         "'bogctl breaker reset'", K.TRIP_NAMES[a])
+        elif typ == K.EV_STALE:
+            log.warning("Stale data: no market update for %.1f ms (feed STALE), quotes cancelled",
+                        a / 1000)
+        elif typ == K.EV_OFFLINE:
+            log.error("Stale data: feed OFFLINE, no market update for %.1f ms", a / 1000)
+        elif typ == K.EV_FRESH:
+            log.info("Stale data cleared: feed fresh again after %.1f ms (was %s)", a / 1000,
+                     FEED_STATES[b])
+        elif typ == K.EV_FILL_DROPPED:
+            self._say("dropped", logging.CRITICAL,
+                      "CRITICAL fills dropped: fill queue full (capacity %d), order %d %s %.9f @ "
+                      "%.2f lost to position tracking until reconciled",
+                      self.fills.capacity, a, "buy" if b > 0 else "sell", c / FIXED, d / FIXED)
+        elif typ == K.EV_OVERRUN:
+            self._say("overrun", logging.ERROR,
+                      "Ring overrun: engine fell behind the ticks ring, %d ticks lost, resynced "
+                      "to the newest snapshot", a)
+        elif typ == K.EV_DUPLICATE:
+            pass
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        now = time.time_ns()
+        m = self.metrics.m[0]
+        m["heartbeat_ns"] = now
+        self.watchdog()
+        self._check_control()
+        if self.tracker.roll_day(now):
+            log.info("new UTC day: daily PnL reset")
+            self._publish_position()
+        else:
+            m["unrealized_pnl_usd"] = self.tracker.unrealized(float(self.state[0]["mid"]))
+        period = self.cfg.execution.reconcile_every_s
+        if time.monotonic() - self._last_reconcile >= period:
+            self._last_reconcile = time.monotonic()
+            self.reconcile()
+        self._check_feed()
+        self.journal.flush()
+        for key, n in self.limiter.flush():
+            log.warning("%s: suppressed %d similar lines in the last %.0f s", key, n,
+                        self.limiter.period_s)
+
+    def reconcile(self) -> None:
+        """Compare tracked position (+ fills still queued) with the executor's ledger."""
+        st = self.state[0]
+        n = fills_peek_into(self.fills.ctrl, self.fills.words, self.fill_out)
+        q = self.fill_out[:n].view(FILL).reshape(-1)
+        pending = int((q["side"] * q["qty"]).sum()) if n else 0
+        drift = int(st["ledger_fixed"]) - (self.tracker.position_fixed + pending)
+        self.metrics.m[0]["position_drift_btc"] = drift / FIXED
+        if drift == 0:
+            return
+        before = self.tracker.position_fixed
+        self.tracker.correct(before + drift)
+        self.journal.correction(drift, self.tracker.position_fixed, time.time_ns(),
+                                "executor ledger differs from tracked position")
+        self.metrics.m[0]["position_corrections_total"] += 1
+        self._publish_position()
+        log.warning("Position correction: tracked %.9f BTC, executor ledger %.9f BTC "
+                    "(%.9f queued), corrected by %+.9f BTC", before / FIXED,
+                    int(st["ledger_fixed"]) / FIXED, pending / FIXED, drift / FIXED)
+
+    def _check_control(self) -> None:
+        c = self.ctl[0]
+        st = self.state[0]
+        m = self.metrics.m[0]
+        req = int(c["breaker_reset_requests"])
+        if req != self._seen_reset:
+            self._seen_reset = req
+            was = BREAKER_STATES[int(st["breaker"])]
+            st["breaker"] = K.BREAKER_CLOSED
+            st["latched"] = 0
+            st["failures"] = 0
+            st["window_start_ns"] = time.time_ns()
+            m["circuit_breaker_state"] = K.BREAKER_CLOSED
+            m["circuit_breaker_latched"] = 0
+            log.warning("Circuit breaker reset by bogctl (was %s)", was)
+        paused = 1 if int(c["pause_requested"]) else 0
+        if paused != int(st["paused"]):
+            st["paused"] = paused
+            m["paused"] = paused
+            log.warning("Trading %s by bogctl", "paused (quotes cancelled)" if paused else "resumed")
+        rq = int(c["reconcile_requests"])
+        if rq != self._seen_reconcile:
+            self._seen_reconcile = rq
+            log.info("reconciliation requested by bogctl")
+            self.reconcile()
+
+    def _check_feed(self) -> None:
+        if self.ring.segment is None or self.ring.segment.replaced_or_closed():
+            self._attach_feed(first=False)
+
+    def _attach_feed(self, first: bool) -> None:
+        try:
+            ring = TicksRing.attach(self.names.ticks, wait_ready_s=0)
+        except seg_mod.SegmentError:
+            if self.ring.segment is not None:  # feed went away: fall back to "no feed"
+                log.error("feed ring %s closed or gone; waiting for the feed", self.names.ticks)
+                self.ring.close(unlink=False)
+                self.ring = _NoFeed()
+                self.state[0]["next_pos"] = 0
+            elif first:
+                log.warning("feed not running yet (%s missing); waiting for it", self.names.ticks)
+            return
+        if ring.segment.state != seg_mod.STATE_READY:
+            ring.close(unlink=False)
+            return
+        if self.ring.segment is not None:
+            self.ring.close(unlink=False)
+        st = self.state[0]
+        if self.feed_epoch and ring.epoch != self.feed_epoch:
+            self.metrics.m[0]["feed_restarts_total"] += 1
+            log.warning("feed restart detected (epoch %d -> %d): sequence tracking reset",
+                        self.feed_epoch, ring.epoch)
+        self.feed_epoch = ring.epoch
+        self.ring = ring
+        st["next_pos"] = max(ring.head - 1, 0)  # start from the newest snapshot
+        st["have_seq"] = 0
+        log.info("attached to feed ring %s (capacity %d)", self.names.ticks, ring.capacity)
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        if self.metrics is not None and self.fills is not None:
+            n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
+                                    self.buf.events, time.time_ns())
+            if n:
+                log.info("cancelled %d resting orders on shutdown", n)
+            self.drain_fills()
+            self.drain_events()
+        if self.journal is not None:
+            self.journal.close()
+        if self.metrics is not None:
+            self.metrics.m[0]["running"] = 0
+        for h in ("fills", "metrics"):
+            obj = getattr(self, h, None)
+            if obj is not None:
+                obj.close()
+        if getattr(self, "control", None) is not None:
+            self.ctl = None
+            self.control.close()
+        if getattr(self, "ring", None) is not None and self.ring.segment is not None:
+            self.ring.close(unlink=False)

@@ -1,0 +1,119 @@
+"""The Prometheus collector: builds every metric family from shared memory at scrape time.
+
+No state is mirrored: each ``collect()`` reads the blocks once (``ShmReader.read``) and turns
+``bog.shm.metrics.CATALOGUE`` into metric families. Histogram buckets in shared memory are
+per-bucket counts; the exposition's are cumulative (``le``), ``_count`` is the ``+Inf`` bucket.
+A process that is not running exports no series of its own (Prometheus marks them stale), only
+``bog_up{process} 0``.
+
+Besides the catalogue, the monitor exports what only it knows (names spelled here, once):
+per-process up/uptime/start time/restarts, the fill queue depth (read from the queue itself),
+the alerts it evaluates, and its own scrape cost.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from bog.shm.metrics import CATALOGUE, MetricSpec
+
+# Monitor-own metrics (counters without _total: prometheus_client appends it)
+UP = "bog_up"
+UPTIME = "bog_uptime_seconds"
+START_TIME = "bog_process_start_time_seconds"
+RESTARTS = "bog_process_restarts"
+FILL_QUEUE_DEPTH = "bog_fill_queue_depth"
+ALERT_FIRING = "bog_alert_firing"
+ALERT_FIRINGS = "bog_alert_firings"
+SCRAPE_DURATION = "bog_monitor_scrape_duration_seconds"
+MONITOR_NAMES = (UP, UPTIME, START_TIME, RESTARTS + "_total", FILL_QUEUE_DEPTH, ALERT_FIRING,
+                 ALERT_FIRINGS + "_total", SCRAPE_DURATION)
+
+
+def le_label(edge: float) -> str:
+    """The ``le`` label value of a bucket edge, as prometheus_client writes it ("1000.0")."""
+    return floatToGoString(edge)
+
+
+def _family(spec: MetricSpec, rec: np.void):
+    v = rec[spec.field] if spec.kind != "histogram" else None
+    if spec.kind == "counter":
+        if spec.label:
+            f = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
+            for lv, x in zip(spec.label_values, v):
+                f.add_metric([lv], float(x))
+            return f
+        return CounterMetricFamily(spec.name, spec.help, value=float(v))
+    if spec.kind == "gauge":
+        return GaugeMetricFamily(spec.name, spec.help, value=float(v))
+    buckets = rec[spec.field + "_bucket"]
+    cum = np.cumsum(buckets.astype(np.float64))
+    pairs = [(le_label(e), float(c)) for e, c in zip(spec.edges, cum[:-1])]
+    pairs.append(("+Inf", float(cum[-1])))
+    return HistogramMetricFamily(spec.name, spec.help, buckets=pairs,
+                                 sum_value=float(rec[spec.field + "_sum"]))
+
+
+class BogCollector(Collector):
+    """Yields the families of one instance. ``state`` is the monitor's ``MonitorState``."""
+
+    def __init__(self, state):
+        self.state = state
+        self.last_duration_s = 0.0
+
+    def collect(self):
+        t0 = time.perf_counter()
+        st = self.state
+        r = st.read()
+        for spec in CATALOGUE:
+            rec = r.procs[spec.process].rec
+            if rec is not None:
+                yield _family(spec, rec)
+
+        up = GaugeMetricFamily(UP, "1 if the process runs its main loop with a fresh "
+                               "heartbeat, else 0", labels=["process"])
+        uptime = GaugeMetricFamily(UPTIME, "Seconds since the process started",
+                                   labels=["process"])
+        start = GaugeMetricFamily(START_TIME, "Process start time, seconds since the epoch",
+                                  labels=["process"])
+        restarts = CounterMetricFamily(RESTARTS, "Process restarts seen by this monitor "
+                                       "(new shared-memory epochs)", labels=["process"])
+        for p, info in r.procs.items():
+            up.add_metric([p], 1.0 if info.up else 0.0)
+            restarts.add_metric([p], float(info.restarts))
+            if info.rec is not None and info.start_ns:
+                uptime.add_metric([p], (r.wall_ns - info.start_ns) / 1e9)
+                start.add_metric([p], info.start_ns / 1e9)
+        up.add_metric(["monitor"], 1.0)
+        uptime.add_metric(["monitor"], (r.wall_ns - st.started_ns) / 1e9)
+        start.add_metric(["monitor"], st.started_ns / 1e9)
+        yield from (up, uptime, start, restarts)
+
+        if r.fill_depth is not None:
+            yield GaugeMetricFamily(FILL_QUEUE_DEPTH, "Fills waiting in the fill queue",
+                                    value=float(r.fill_depth))
+
+        firing = GaugeMetricFamily(ALERT_FIRING, "1 while the monitor's alert fires, else 0 "
+                                   "(evaluated by the monitor every second)")
+        count = CounterMetricFamily(ALERT_FIRINGS, "Times the monitor's alert started firing",
+                                    labels=["alertname", "severity"])
+        states = st.alerts.states
+        for rule in st.alerts.rules:
+            count.add_metric([rule.name, rule.severity], float(st.alerts.firings_total[rule.name]))
+        for s in sorted(states.values(), key=lambda s: s.key):
+            labels = {"alertname": s.rule.name, "severity": s.rule.severity, **s.labels}
+            firing.add_sample(ALERT_FIRING, labels, 1.0 if s.firing else 0.0)
+        yield firing
+        yield count
+        yield GaugeMetricFamily(SCRAPE_DURATION, "Time the previous scrape spent reading shared "
+                                "memory and building families", value=self.last_duration_s)
+        self.last_duration_s = time.perf_counter() - t0

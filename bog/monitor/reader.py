@@ -1,0 +1,198 @@
+"""Read the feed's and engine's shared memory, read-only, following their restarts.
+
+The monitor never writes shared memory. It follows three segments of one instance: the feed's
+and the engine's metrics blocks and the engine's fill queue (for its depth). Processes come and
+go, so every read first checks that the mapping is still the live segment
+(``Segment.replaced_or_closed``, one ``stat``) and re-attaches when it is not. A new epoch on a
+re-attached metrics segment is one restart of that process; ``restarts`` counts what this
+monitor saw (it cannot see restarts that happened while it was not running: Prometheus can,
+with ``changes(bog_process_start_time_seconds[1h])``).
+
+A ``read()`` costs a few microseconds per process: a ``stat``, a ``/proc/PID/stat`` read (is the
+owner alive?) and a ~1.5 KB copy of the block. It is done at every scrape and every second by
+the sampler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bog.shm import SegmentNames
+from bog.shm.layouts import STATE_READY
+from bog.shm.metrics import PROCESSES, MetricsBlock
+from bog.shm.ring import FillQueue
+from bog.shm.segment import SegmentError, owner_alive
+
+log = logging.getLogger("bog.monitor")
+
+# Process states (``ProcessInfo.state``)
+UP = "up"  # owner alive, in its main loop, heartbeat fresh
+STALLED = "stalled"  # owner alive but its heartbeat is older than HEARTBEAT_STALE_S
+STARTING = "starting"  # owner alive, not yet (or no longer) in its main loop
+CRASHED = "crashed"  # segment left READY by an owner that no longer exists
+ABSENT = "absent"  # no segment: never started, or stopped cleanly (its segment is unlinked)
+
+HEARTBEAT_STALE_S = 5.0  # housekeeping beats every ~100 ms; 50x that is a stuck process
+
+
+@dataclass
+class ProcessInfo:
+    """What the monitor knows about one process at one instant."""
+
+    process: str
+    state: str
+    pid: int = 0
+    start_ns: int = 0
+    heartbeat_age_s: float | None = None
+    core: int = -1
+    epoch: int = 0
+    restarts: int = 0
+    rec: np.void | None = None  # private copy of the metrics block; None unless owner alive
+
+    @property
+    def up(self) -> bool:
+        return self.state == UP
+
+    def uptime_s(self, now_ns: int) -> float | None:
+        return (now_ns - self.start_ns) / 1e9 if self.rec is not None and self.start_ns else None
+
+    def to_json(self, now_ns: int) -> dict:
+        up = self.uptime_s(now_ns)
+        return {
+            "state": self.state,
+            "up": self.up,
+            "pid": self.pid or None,
+            "core": self.core if self.rec is not None else None,
+            "uptime_s": None if up is None else round(up, 3),
+            "heartbeat_age_s": None if self.heartbeat_age_s is None
+            else round(self.heartbeat_age_s, 3),
+            "restarts": self.restarts,
+        }
+
+
+@dataclass
+class Reading:
+    """One read of everything: per-process info and the fill queue."""
+
+    wall_ns: int  # time.time_ns() at the read
+    mono_s: float  # time.monotonic() at the read
+    procs: dict[str, ProcessInfo]
+    fill_depth: int | None  # None when the engine's fill queue is not there
+    fill_capacity: int | None
+
+    def rec(self, process: str) -> np.void | None:
+        return self.procs[process].rec
+
+
+class _Follow:
+    """One segment followed across owner restarts: ``get()`` returns a live handle or None."""
+
+    def __init__(self, name: str, opener):
+        self.name = name
+        self._open = opener
+        self.handle = None
+        self.epoch = 0  # epoch of the last segment attached (survives detaching)
+        self.epoch_changes = 0
+
+    def get(self):
+        h = self.handle
+        if h is not None and h.segment.replaced_or_closed():
+            self._drop()
+        if self.handle is None:
+            try:
+                h = self._open(self.name)
+            except SegmentError:
+                return None
+            if h.segment.state != STATE_READY:  # being created, or closing: try next time
+                h.close(unlink=False)
+                return None
+            self.handle = h
+            epoch = h.segment.epoch
+            if self.epoch and epoch != self.epoch:
+                self.epoch_changes += 1
+            self.epoch = epoch
+        return self.handle
+
+    def _drop(self) -> None:
+        h, self.handle = self.handle, None
+        try:
+            h.close(unlink=False)
+        except Exception:  # pragma: no cover - a reader's close only unmaps
+            log.debug("closing %s", self.name, exc_info=True)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self._drop()
+
+
+def _owner(segment) -> tuple[int, int]:
+    h = segment.header[0]
+    return int(h["owner_pid"]), int(h["owner_start_ticks"])
+
+
+class ShmReader:
+    """Follows one instance's metrics blocks and fill queue; ``read()`` snapshots them."""
+
+    def __init__(self, instance: str, heartbeat_stale_s: float = HEARTBEAT_STALE_S):
+        names = SegmentNames(instance)
+        self.instance = instance
+        self.heartbeat_stale_s = heartbeat_stale_s
+        self._blocks = {
+            p: _Follow(names.metrics(p), lambda n, p=p: MetricsBlock.attach(n, p))
+            for p in PROCESSES
+        }
+        self._fills = _Follow(names.fills, FillQueue.attach)
+        self._start_ns: dict[str, tuple[int, int]] = {}  # process -> (epoch, start_ns)
+        self._start_changes: dict[str, int] = {p: 0 for p in PROCESSES}
+
+    def read(self) -> Reading:
+        now_ns = time.time_ns()
+        procs = {p: self._read_process(p, now_ns) for p in PROCESSES}
+        depth = cap = None
+        if procs["engine"].rec is not None:
+            q = self._fills.get()
+            if q is not None and owner_alive(*_owner(q.segment)):
+                depth, cap = q.depth, q.capacity
+        return Reading(now_ns, time.monotonic(), procs, depth, cap)
+
+    def _read_process(self, process: str, now_ns: int) -> ProcessInfo:
+        follow = self._blocks[process]
+        block = follow.get()
+        if block is None:
+            return ProcessInfo(process, ABSENT, epoch=follow.epoch,
+                               restarts=self._restarts(process))
+        pid, start_ticks = _owner(block.segment)
+        if not owner_alive(pid, start_ticks):
+            return ProcessInfo(process, CRASHED, pid=pid, epoch=follow.epoch,
+                               restarts=self._restarts(process))
+        rec = block.snapshot()
+        start_ns = int(rec["start_ns"])
+        last_epoch, last_start = self._start_ns.get(process, (0, 0))
+        if last_epoch == follow.epoch and last_start and start_ns and start_ns != last_start:
+            # same segment, new process start: an owner that re-used its segment
+            self._start_changes[process] += 1
+        if start_ns:
+            self._start_ns[process] = (follow.epoch, start_ns)
+        hb = int(rec["heartbeat_ns"])
+        hb_age = (now_ns - hb) / 1e9 if hb else None
+        if not int(rec["running"]):
+            state = STARTING
+        elif hb_age is None or hb_age > self.heartbeat_stale_s:
+            state = STALLED
+        else:
+            state = UP
+        return ProcessInfo(process, state, pid=pid, start_ns=start_ns, heartbeat_age_s=hb_age,
+                           core=int(rec["core"]), epoch=follow.epoch,
+                           restarts=self._restarts(process), rec=rec)
+
+    def _restarts(self, process: str) -> int:
+        return self._blocks[process].epoch_changes + self._start_changes[process]
+
+    def close(self) -> None:
+        for f in self._blocks.values():
+            f.close()
+        self._fills.close()

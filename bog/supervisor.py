@@ -1,0 +1,161 @@
+"""``bog run``: start feed, engine and monitor as separate processes and keep them running.
+
+Outside systemd this is the process manager: it starts the feed, waits for its ticks ring,
+starts the engine, waits for its metrics block, then starts the monitor. A child that dies is
+restarted with exponential back-off (like systemd's ``Restart=on-failure``). The first SIGINT
+or SIGTERM stops the children in reverse order (each unlinks its own shared memory); a second
+one kills them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bog.config import Config
+from bog.log import setup_logging
+from bog.shm import SegmentNames
+from bog.shm import segment as seg_mod
+
+log = logging.getLogger("bog.supervisor")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+START_TIMEOUT_S = 120.0  # first start compiles the numba kernels (cached afterwards)
+STOP_TIMEOUT_S = 10.0
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready_segment: str | None
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff_s: float = 1.0
+    started_at: float = field(default=0.0)
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, args):
+        self.cfg = cfg
+        self.instance = args.instance
+        self.args = args
+        self.should_exit = False
+        self.kill_now = False
+        names = SegmentNames(self.instance)
+        base = [sys.executable, "-m", "bog.cli"]
+        common = ["--instance", self.instance]
+        if args.config:
+            common += ["--config", args.config]
+        feed_opts = []
+        if getattr(args, "feed", None):
+            feed_opts += ["--feed", args.feed]
+        if getattr(args, "replay_file", None):
+            feed_opts += ["--replay-file", args.replay_file]
+        if getattr(args, "speed", None):
+            feed_opts += ["--speed", args.speed]
+        if getattr(args, "rate", None) is not None:
+            feed_opts += ["--rate", str(args.rate)]
+        mon_opts = ["--port", str(args.port)] if getattr(args, "port", None) is not None else []
+        self.children = [
+            Child("feed", base + ["feed"] + common + feed_opts, names.ticks),
+            Child("engine", base + ["engine"] + common, names.engine_metrics),
+        ]
+        if not getattr(args, "no_monitor", False):
+            self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts, None))
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.should_exit:
+            self.kill_now = True
+        self.should_exit = True
+
+    def run(self, duration_s: float | None) -> int:
+        for s in HANDLED_SIGNALS:
+            signal.signal(s, self.handle_exit)
+        deadline = time.monotonic() + duration_s if duration_s else float("inf")
+        try:
+            for child in self.children:
+                if self.should_exit:
+                    break
+                if not self._start(child, wait=True):
+                    log.critical("bog run: %s failed to start; stopping", child.name)
+                    self.should_exit = True
+                    self._stop_all()
+                    return 1
+            if not self.should_exit:
+                log.info("bog run: pipeline up (instance %s); Ctrl-C to stop", self.instance)
+            while not self.should_exit and time.monotonic() < deadline:
+                self._watch()
+                time.sleep(0.1)
+        finally:
+            self._stop_all()
+        return 0
+
+    def _start(self, child: Child, wait: bool) -> bool:
+        child.proc = subprocess.Popen(child.argv, stdin=subprocess.DEVNULL)
+        child.started_at = time.monotonic()
+        log.info("started bog-%s (pid %d)", child.name, child.proc.pid)
+        if not wait or child.ready_segment is None:
+            if child.name == "monitor" and wait:
+                time.sleep(0.5)
+                return child.proc.poll() is None
+            return True
+        end = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < end and not self.should_exit:
+            if child.proc.poll() is not None:
+                return False
+            try:
+                seg = seg_mod.attach(child.ready_segment, None, wait_ready_s=0)
+                ready = seg.state == seg_mod.STATE_READY and int(seg.header[0]["owner_pid"]) == child.proc.pid
+                seg.close(unlink=False)
+                if ready:
+                    return True
+            except seg_mod.SegmentError:
+                pass
+            time.sleep(0.05)
+        return self.should_exit
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            p = child.proc
+            if p is not None and p.poll() is None:
+                if now - child.started_at > 60:
+                    child.backoff_s = 1.0  # ran long enough: reset back-off
+                continue
+            if p is not None:
+                log.error("bog-%s exited with status %s; restarting in %.0f s", child.name,
+                          p.returncode, child.backoff_s)
+                child.proc = None
+                child.next_start = now + child.backoff_s
+                child.backoff_s = min(child.backoff_s * 2, BACKOFF_MAX_S)
+                child.restarts += 1
+            elif now >= child.next_start:
+                self._start(child, wait=False)
+
+    def _stop_all(self) -> None:
+        running = [c for c in reversed(self.children) if c.proc is not None and c.proc.poll() is None]
+        for c in running:
+            c.proc.send_signal(signal.SIGTERM)
+            end = time.monotonic() + STOP_TIMEOUT_S
+            while c.proc.poll() is None and time.monotonic() < end and not self.kill_now:
+                time.sleep(0.05)
+            if c.proc.poll() is None:
+                log.error("bog-%s did not stop in %.0f s: killing it", c.name, STOP_TIMEOUT_S)
+                c.proc.kill()
+                c.proc.wait()
+        if running:
+            log.info("bog run: all processes stopped")
+
+
+def run_supervisor(cfg: Config, args) -> int:
+    setup_logging("supervisor", args.instance, str(cfg.feed.market_id),
+                  os.environ.get("BOG_LOG_DIR", cfg.process.log_dir) or None)
+    return Supervisor(cfg, args).run(args.duration)
