@@ -75,7 +75,7 @@ class StrategyConfig:
     # inventory (Avellaneda-Stoikov)
     risk_aversion: float = opt(0.1, 1e-9, 1e6, doc="A-S gamma")
     order_intensity: float = opt(1.5, 1e-9, 1e6, doc="A-S k: order arrival decay per bps")
-    horizon_s: float = opt(60.0, 1e-3, 1e6, doc="A-S time horizon T")
+    horizon_s: float = opt(1.0, 1e-3, 1e6, doc="A-S time horizon T")
     target_inventory_btc: float = opt(0.0, -1e6, 1e6, doc="A-S target inventory")
 
 

@@ -394,7 +394,10 @@ def strategy_quote(st, p, snap, now, out):
         q = (pos - p.target_inventory_fixed) / max(float(p.order_size_fixed), 1.0)
         reservation_bps = -q * gamma * var_h
         half_bps = 0.5 * (gamma * var_h + 2.0 / gamma * math.log(1.0 + gamma / p.order_intensity))
-        half_bps = max(half_bps, 0.5 * p.spread_bps)
+        # never tighter than the configured spread; stay inside the risk price band
+        limit = 0.9 * p.max_price_distance_bps
+        half_bps = min(max(half_bps, 0.5 * p.spread_bps), limit)
+        reservation_bps = min(max(reservation_bps, -(limit - half_bps)), limit - half_bps)
         bid_off = reservation_bps - half_bps
         ask_off = reservation_bps + half_bps
     else:
@@ -643,9 +646,12 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     if st.last_good_mid > 0.0:
         ret_bps = (mid - st.last_good_mid) / st.last_good_mid * 1e4
         st.vol_ewma_bps = p.vol_alpha * abs(ret_bps) + (1.0 - p.vol_alpha) * st.vol_ewma_bps
-        dt_s = max((t0 - st.last_vol_ns) * 1e-9, 1e-6)
+        # variance per second in market (exchange) time, so bursts and replays at any speed
+        # estimate the same volatility; 1 ms floor against identical timestamps
+        ts = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else t0
+        dt_s = max((ts - st.last_vol_ns) * 1e-9, 1e-3)
         st.var_per_s_bps2 = p.vol_alpha * ret_bps * ret_bps / dt_s + (1.0 - p.vol_alpha) * st.var_per_s_bps2
-    st.last_vol_ns = t0
+    st.last_vol_ns = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else t0
     st.last_good_mid = mid
     st.mid = mid
     m.mid_price_usd = mid

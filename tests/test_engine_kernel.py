@@ -1,0 +1,343 @@
+"""Strategy, validation, risk, breaker, gap and stale logic of the compiled engine kernel."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from harness import KernelHarness
+
+from bog.engine import kernel as K
+from bog.shm.layouts import (
+    REJECT_REASONS,
+    RISK_POSITION,
+    RISK_REASONS,
+    SIG_CANCEL_ALL,
+    SIG_NO_ACTION,
+    SIG_QUOTE_ASK,
+    SIG_QUOTE_BOTH,
+    FIXED,
+)
+
+MID = 60000.0
+BID, ASK = MID - 5.0, MID + 5.0  # 1.67 bps market spread
+
+
+def rej(h, reason):
+    return int(h.m["ticks_rejected_total"][REJECT_REASONS.index(reason)])
+
+
+def test_first_good_tick_quotes_both_sides_at_configured_spread():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    bid, ask = h.quotes()
+    assert int(h.m["signals_total"][SIG_QUOTE_BOTH]) == 1
+    # 10 bps total around mid, bid rounded down and ask up to the 0.01 tick
+    assert bid == pytest.approx(math.floor(MID * (1 - 5e-4) * 100) / 100)
+    assert ask == pytest.approx(math.ceil(MID * (1 + 5e-4) * 100) / 100)
+    assert int(h.m["orders_placed_total"][0]) == 1 and int(h.m["orders_placed_total"][1]) == 1
+    assert h.m["spread_bps"] == pytest.approx(10.0 / MID * 1e4)
+
+
+def test_quotes_persist_while_mid_moves_less_than_requote_threshold():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    first = h.quotes()
+    h.publish(BID + 6, ASK + 6)  # 1 bps move
+    h.run()
+    assert h.quotes() == first
+    assert int(h.m["signals_total"][SIG_NO_ACTION]) == 1
+    h.publish(BID + 32, ASK + 32)  # 5.3 bps move: requote (not through our ask)
+    h.run()
+    assert h.quotes() != first
+    assert int(h.m["orders_cancelled_total"]) == 2
+
+
+def test_market_trading_through_a_resting_bid_fills_it_at_the_order_price():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    bid, _ = h.quotes()
+    h.publish(bid - 10, bid - 0.5)  # best ask at/below our bid
+    h.run()
+    fills = h.take_fills()
+    assert len(fills) == 1
+    f = fills[0]
+    assert int(f["side"]) == 1 and int(f["price"]) == round(bid * FIXED)
+    assert int(f["qty"]) == round(0.1 * FIXED)
+    # maker fee 0.2 bps of notional
+    assert int(f["fee_usd"]) == pytest.approx(bid * 0.1 * 0.2e-4 * FIXED, abs=2)
+    assert int(h.st["ledger_fixed"]) == round(0.1 * FIXED)
+    assert int(h.m["fills_generated_total"]) == 1
+
+
+def test_sell_trade_sweeping_to_our_bid_fills_partially_by_trade_size():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    bid, _ = h.quotes()
+    h.publish(BID, ASK, trade_px=bid, trade_side=-1, trade_sz=0.03)
+    h.run()
+    fills = h.take_fills()
+    assert [int(f["qty"]) for f in fills] == [round(0.03 * FIXED)]
+    assert h.open_orders()[0]["qty"] == pytest.approx(0.07)
+
+
+def test_maker_latency_delays_fills():
+    h = KernelHarness(execution={"maker_latency_ms": 10_000.0})
+    h.publish(BID, ASK)
+    h.run()
+    bid, _ = h.quotes()
+    h.publish(bid - 10, bid - 0.5)
+    h.run()
+    assert h.take_fills() == []
+
+
+def test_near_position_limit_only_the_reducing_side_is_quoted():
+    h = KernelHarness()
+    h.st["ledger_fixed"] = h.st["position_fixed"] = round(0.95 * FIXED)
+    h.publish(BID, ASK)
+    h.run()
+    bid, ask = h.quotes()
+    assert bid is None and ask is not None
+    assert int(h.m["signals_total"][SIG_QUOTE_BOTH]) == 1  # strategy wanted both
+    assert int(h.m["risk_rejections_total"][RISK_POSITION]) == 1
+    assert [e[2] for e in h.events(K.EV_SIGNAL)] == [SIG_QUOTE_BOTH]
+
+
+def test_long_inventory_skews_both_quotes_down():
+    flat = KernelHarness()
+    flat.publish(BID, ASK)
+    flat.run()
+    long_ = KernelHarness()
+    long_.st["ledger_fixed"] = long_.st["position_fixed"] = round(0.6 * FIXED)
+    long_.publish(BID, ASK)
+    long_.run()
+    fb, fa = flat.quotes()
+    lb, la = long_.quotes()
+    assert lb < fb and la < fa
+    assert fa - la > fb - lb  # the ask moves fully, the bid half
+
+
+def test_inventory_strategy_shifts_reservation_price_against_inventory():
+    def quotes(pos):
+        h = KernelHarness(strategy={"name": "inventory"})
+        h.st["ledger_fixed"] = h.st["position_fixed"] = round(pos * FIXED)
+        t0 = time.time_ns() - 4 * 10**9
+        for i in range(30):  # build a volatility estimate: ticks 100 ms apart (exchange time)
+            d = 3.0 * (1 if i % 2 else -1)
+            h.publish(BID + d, ASK + d, exchange_ts_ns=t0 + i * 100_000_000)
+            h.run()
+            h.st["have_quotes"] = 0
+        h.publish(BID, ASK, exchange_ts_ns=t0 + 30 * 100_000_000)
+        h.run()
+        b, a = h.quotes()
+        return (b + a) / 2, a - b
+
+    mid_flat, spread_flat = quotes(0.0)
+    mid_long, spread_long = quotes(0.3)
+    mid_short, _ = quotes(-0.3)
+    assert mid_long < mid_flat < mid_short
+    assert spread_long == pytest.approx(spread_flat, abs=0.05)
+    assert spread_flat >= MID * 10e-4 * 0.99  # never tighter than the configured spread
+
+
+@pytest.mark.parametrize(
+    "bid,ask,kwargs,reason",
+    [
+        (0.0, ASK, {}, "zero_or_negative_price"),
+        (-1.0, ASK, {}, "zero_or_negative_price"),
+        (ASK, BID, {}, "crossed_book"),
+        (MID, MID, {}, "locked_book"),
+        (MID - 4000, MID + 4000, {}, "spread_too_wide"),
+        (BID, ASK, {"exchange_ts_ns": time.time_ns() - 10 * 10**9}, "too_old"),
+        (BID, ASK, {"exchange_ts_ns": time.time_ns() + 10 * 10**9}, "in_future"),
+        (BID, ASK, {"full": True, "levels": ((BID, BID + 1), (1.0, 1.0), (), ())}, "bad_depth"),
+        (BID, ASK, {"full": True, "levels": ((BID, BID - 1), (1.0, 0.0), (), ())}, "bad_depth"),
+    ],
+)
+def test_invalid_snapshots_are_rejected_with_reason_and_not_traded(bid, ask, kwargs, reason):
+    h = KernelHarness()
+    h.publish(bid, ask, **kwargs)
+    h.run()
+    assert rej(h, reason) == 1
+    assert int(h.m["ticks_accepted_total"]) == 0
+    assert h.open_orders() == []
+    assert int(h.m["ticks_total"]) == 1
+    ev = h.events(K.EV_REJECT)
+    assert ev and ev[0][2] == REJECT_REASONS.index(reason)
+
+
+def test_incremental_updates_skip_depth_checks():
+    h = KernelHarness()
+    h.publish(BID, ASK, full=False)
+    h.staging[0]["bid_sz_l"][:] = 0  # garbage depth on an incremental: not checked
+    h.publish(BID, ASK)
+    h.run()
+    assert rej(h, "bad_depth") == 0 and int(h.m["ticks_accepted_total"]) == 2
+
+
+def test_price_jump_is_rejected():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.publish(BID * 1.1, ASK * 1.1)
+    h.run()
+    assert rej(h, "price_jump") == 1
+
+
+def test_breaker_opens_on_repeated_anomalies_recovers_via_half_open():
+    h = KernelHarness(breaker={"failure_threshold": 3, "cooldown_s": 0.05, "half_open_successes": 2})
+    h.publish(BID, ASK)
+    h.run()
+    assert h.open_orders()
+    for _ in range(3):
+        h.publish(ASK, BID)  # crossed
+    h.run()
+    assert int(h.st["breaker"]) == K.BREAKER_OPEN and int(h.m["circuit_breaker_state"]) == 2
+    assert int(h.m["circuit_breaker_trips_total"]) == 1
+    h.run(idle_ns=1_000_000)  # open: resting quotes are cancelled
+    assert h.open_orders() == []
+    time.sleep(0.06)
+    h.run(idle_ns=1_000_000)
+    assert int(h.st["breaker"]) == K.BREAKER_HALF_OPEN
+    h.publish(BID, ASK)
+    h.run()
+    assert int(h.st["breaker"]) == K.BREAKER_HALF_OPEN
+    h.publish(BID, ASK)
+    h.run()
+    assert int(h.st["breaker"]) == K.BREAKER_CLOSED
+    transitions = [(e[2], e[3]) for e in h.events(K.EV_BREAKER)]
+    assert transitions == [(0, 2), (2, 1), (1, 0)]
+
+
+def test_failure_while_half_open_reopens():
+    h = KernelHarness(breaker={"failure_threshold": 1, "cooldown_s": 0.01})
+    h.publish(BID, ASK)
+    h.publish(ASK, BID)
+    h.run()
+    time.sleep(0.02)
+    h.run(idle_ns=1_000_000)
+    assert int(h.st["breaker"]) == K.BREAKER_HALF_OPEN
+    h.publish(ASK, BID)
+    h.run()
+    assert int(h.st["breaker"]) == K.BREAKER_OPEN
+    assert int(h.m["circuit_breaker_trips_total"]) == 2
+
+
+def test_fill_queue_overflow_drops_counts_and_latches_breaker():
+    h = KernelHarness(fill_capacity=1)
+    h.publish(BID, ASK)
+    h.run()
+    bid, _ = h.quotes()
+    h.publish(bid - 10, bid - 0.5)  # our bid fills -> queue now full (nobody drains)
+    h.run()
+    assert h.fill_depth() == 1 and int(h.m["fills_dropped_total"]) == 0
+    _, ask = h.quotes()  # requoted lower around the new mid
+    h.publish(ask + 0.5, ask + 10)  # the market goes back up through our new ask
+    h.run()
+    assert int(h.m["fills_generated_total"]) == 2
+    assert int(h.m["fills_dropped_total"]) == 1
+    assert h.fill_depth() == 1
+    assert int(h.st["ledger_fixed"]) == 0  # the executor's ledger saw both fills
+    assert int(h.st["latched"]) == 1 and int(h.st["breaker"]) == K.BREAKER_OPEN
+    assert h.events(K.EV_FILL_DROPPED)
+    # latched: no recovery through half-open, even after the cooldown
+    h.run(idle_ns=1_000_000)
+    assert int(h.st["breaker"]) == K.BREAKER_OPEN and h.open_orders() == []
+
+
+def test_sequence_gaps_duplicates_and_backwards_jumps_are_counted():
+    h = KernelHarness()
+    for seq in (1, 2, 5, 5, 6, 3, 4):
+        h.publish(BID, ASK, seq=seq)
+    h.run()
+    assert int(h.m["sequence_gaps_total"]) == 1
+    assert int(h.m["sequence_gap_ticks_total"]) == 2
+    assert int(h.m["sequence_duplicates_total"]) == 1
+    assert int(h.m["sequence_backwards_total"]) == 1
+    assert int(h.m["sequence_gap_size_bucket"].sum()) == 1
+    gap = h.events(K.EV_GAP)
+    assert [(e[2], e[3], e[4]) for e in gap] == [(2, 5, 2)]
+
+
+def test_stale_then_offline_then_fresh_with_age_recorded():
+    h = KernelHarness(validation={"stale_after_ms": 20.0, "offline_after_ms": 60.0})
+    h.publish(BID, ASK)
+    h.run()
+    assert h.open_orders()
+    h.run(idle_ns=40_000_000)
+    assert int(h.m["feed_state"]) == K.FEED_STALE and int(h.m["stale_data_total"]) == 1
+    assert h.open_orders() == []  # no quotes left on stale data
+    h.run(idle_ns=40_000_000)
+    assert int(h.m["feed_state"]) == K.FEED_OFFLINE and int(h.m["offline_total"]) == 1
+    h.publish(BID, ASK)
+    h.run()
+    assert int(h.m["feed_state"]) == K.FEED_FRESH
+    assert int(h.m["stale_data_age_us_bucket"].sum()) == 1
+    assert h.m["stale_data_age_us_sum"] >= 60_000
+
+
+def test_first_tick_after_stale_skipped_if_price_moved_too_far():
+    h = KernelHarness(validation={"stale_after_ms": 10.0, "resume_max_move_bps": 200.0,
+                                  "max_price_change_bps": 5000.0})
+    h.publish(BID, ASK)
+    h.run()
+    h.run(idle_ns=20_000_000)
+    h.publish(BID * 1.03, ASK * 1.03)  # 300 bps
+    h.publish(BID * 1.03, ASK * 1.03)
+    h.run()
+    assert rej(h, "moved_after_stale") == 1
+    assert int(h.m["ticks_accepted_total"]) == 2  # the next one trades
+
+
+def test_ring_overrun_is_detected_counted_and_resynced():
+    h = KernelHarness(ring_capacity=8)
+    for _ in range(20):
+        h.publish(BID, ASK)
+    h.run()
+    assert int(h.m["ring_overruns_total"]) == 1
+    assert int(h.m["ring_lost_ticks_total"]) == 19
+    assert int(h.m["ticks_total"]) == 1  # resynced to the newest
+    assert int(h.m["sequence_gaps_total"]) == 0  # not double counted as a feed gap
+
+
+def test_paused_cancels_and_blocks_quotes():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    h.st["paused"] = 1
+    h.publish(BID + 100, ASK + 100)
+    h.run()
+    assert h.open_orders() == []
+    assert int(h.m["risk_rejections_total"][RISK_REASONS.index("paused")]) >= 1
+
+
+def test_latency_histograms_count_every_accepted_tick():
+    h = KernelHarness()
+    for i in range(50):
+        h.publish(BID + i * 0.01, ASK + i * 0.01)
+    h.run()
+    assert int(h.m["tick_processing_ns_bucket"].sum()) == 50
+    assert int(h.m["strategy_calc_ns_bucket"].sum()) == 50
+    assert int(h.m["execution_ns_bucket"].sum()) == 50
+    assert int(h.m["feed_to_decision_ns_bucket"].sum()) == 50
+    assert h.m["tick_processing_max_ns"] > 0
+    assert int(h.m["signals_total"].sum()) == 50
+
+
+def test_position_breach_latches_breaker():
+    h = KernelHarness(risk={"max_position_btc": 0.15})
+    h.st["ledger_fixed"] = h.st["position_fixed"] = round(0.1 * FIXED)
+    h.publish(BID, ASK)
+    h.run()
+    _, ask = h.quotes()
+    assert h.quotes()[0] is None  # 0.1 + 0.1 > 0.15: no bid
+    # a fill that takes us through the limit can only come from a manual state change here
+    h.st["ledger_fixed"] = round(0.2 * FIXED)
+    h.publish(BID, ASK)
+    h.run()
+    assert int(h.st["latched"]) == 1
+    assert [e[2] for e in h.events(K.EV_RISK_TRIP)] == [K.TRIP_POSITION_BREACH]
