@@ -94,12 +94,13 @@ class Proc:
 class Pipeline:
     """Starts feed/engine (and optionally monitor) processes for one instance in tmp dirs."""
 
-    def __init__(self, tmp_path: Path, instance: str, config: str = "", env: dict | None = None):
+    def __init__(self, tmp_path: Path, instance: str, config: "str | dict" = "",
+                 env: dict | None = None):
         self.tmp = tmp_path
         self.instance = instance
         self.names = SegmentNames(instance)
         self.config_path = tmp_path / "bog.toml"
-        self.config_path.write_text(config)
+        self.config_path.write_text(config if isinstance(config, str) else to_toml(config))
         self.state_dir = tmp_path / "state"
         self.log_dir = tmp_path / "logs"
         self.env = dict(os.environ)
@@ -165,7 +166,7 @@ class Pipeline:
 def pipeline_factory(tmp_path, instance):
     made = []
 
-    def make(config: str = "", env: dict | None = None, sub: str = "") -> Pipeline:
+    def make(config: "str | dict" = "", env: dict | None = None, sub: str = "") -> Pipeline:
         d = tmp_path / (sub or f"p{len(made)}")
         d.mkdir()
         pl = Pipeline(d, instance if not made else unique_instance(), config, env)
@@ -178,10 +179,27 @@ def pipeline_factory(tmp_path, instance):
         cleanup_segments(pl.instance)
 
 
-# Low-noise default for end-to-end tests: fast breaker recovery, quick reconciliation.
-FAST = """
-[process]
-housekeeping_ms = 20.0
-[execution]
-reconcile_every_s = 0.2
-"""
+def merge(*parts: dict) -> dict:
+    """Merge config dicts section by section (later parts win)."""
+    out: dict = {}
+    for part in parts:
+        for sec, kv in part.items():
+            out.setdefault(sec, {}).update(kv)
+    return out
+
+
+def to_toml(data: dict) -> str:
+    lines = []
+    for sec, kv in data.items():
+        lines.append(f"[{sec}]")
+        for k, v in kv.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif isinstance(v, str):
+                v = f'"{v}"'
+            lines.append(f"{k} = {v}")
+    return "\n".join(lines) + "\n"
+
+
+# Quick housekeeping and reconciliation for end-to-end tests.
+FAST = {"process": {"housekeeping_ms": 20.0}, "execution": {"reconcile_every_s": 0.2}}

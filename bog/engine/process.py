@@ -356,6 +356,9 @@ class EngineService(Service):
             st["paused"] = paused
             m["paused"] = paused
             log.warning("Trading %s by bogctl", "paused (quotes cancelled)" if paused else "resumed")
+            if paused:
+                K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders, self.buf.events,
+                                    time.time_ns())
         rq = int(c["reconcile_requests"])
         if rq != self._seen_reconcile:
             self._seen_reconcile = rq
