@@ -1,0 +1,204 @@
+"""``bog bench``: measure the real processes on the synthetic feed and print the figures.
+
+For each feed rate step it starts a fresh feed and engine (real processes, pinned as
+configured, real shared memory), lets them warm up, and measures over a window from the
+metrics blocks: engine tick processing P50/P99/P99.9/max, strategy and execution P50/P99,
+feed-publish-to-engine-decision latency P50/P99 (across processes), ticks published vs
+processed and lost, and CPU per process from /proc. The highest rate with zero loss is the
+sustained rate. Quantiles come from the shared-memory histograms (interpolated within a
+bucket; the bucket edges are in bog/shm/layouts.py), the max is exact.
+
+Nothing here is asserted: it prints what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from bog.shm import SegmentNames
+from bog.shm import segment as seg_mod
+from bog.shm.layouts import LATENCY_NS_EDGES
+from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile
+
+RATES = (200, 100_000, 500_000, 1_000_000, 2_000_000, 0)  # 0 = as fast as the feed can
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[11]) + int(rest[12])  # utime + stime
+    except (FileNotFoundError, IndexError):
+        return 0
+
+
+def _q(q, before, after, field):
+    b = after[field + "_bucket"].astype(np.int64) - before[field + "_bucket"].astype(np.int64)
+    v = histogram_quantile(q, b, LATENCY_NS_EDGES)
+    return None if v != v else round(v, 1)
+
+
+class _Run:
+    def __init__(self, rate: float, workdir: str, config_path: str | None):
+        self.instance = f"bench{os.getpid()}r{int(rate)}"
+        self.names = SegmentNames(self.instance)
+        env = dict(os.environ, BOG_STATE_DIR=os.path.join(workdir, "state"),
+                   BOG_LOG_DIR=os.path.join(workdir, "logs"))
+        env.pop("NOTIFY_SOCKET", None)
+        base = [sys.executable, "-m", "bog.cli"]
+        common = ["--instance", self.instance] + (["--config", config_path] if config_path else [])
+        self.feed = subprocess.Popen(base + ["feed", "--rate", str(rate)] + common, env=env,
+                                     stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(self.names.feed_metrics)
+        self.engine = subprocess.Popen(base + ["engine"] + common, env=env,
+                                       stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(self.names.engine_metrics)
+        self.fm = MetricsBlock.attach(self.names.feed_metrics, FEED)
+        self.em = MetricsBlock.attach(self.names.engine_metrics, ENGINE)
+
+    def _wait(self, name: str, timeout: float = 120.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                seg = seg_mod.attach(name, None)
+                ok = seg.state == seg_mod.STATE_READY
+                seg.close(unlink=False)
+                if ok:
+                    return
+            except seg_mod.SegmentError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"bench: {name} not ready after {timeout} s")
+
+    def sample(self):
+        return (self.fm.snapshot(), self.em.snapshot(), time.monotonic(),
+                _cpu_ticks(self.feed.pid), _cpu_ticks(self.engine.pid))
+
+    def stop(self) -> None:
+        self.fm.close(unlink=False)
+        self.em.close(unlink=False)
+        for p in (self.engine, self.feed):
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for n in seg_mod.list_segments(self.instance):
+            try:
+                import posix_ipc
+
+                posix_ipc.unlink_shared_memory(n)
+            except Exception:
+                pass
+
+
+def measure(rate: float, seconds: float, workdir: str, config_path: str | None) -> dict:
+    run = _Run(rate, workdir, config_path)
+    try:
+        time.sleep(min(1.0, seconds / 3))  # warm-up: first attach, caches
+        f0, e0, t0, cf0, ce0 = run.sample()
+        time.sleep(seconds)
+        f1, e1, t1, cf1, ce1 = run.sample()
+    finally:
+        run.stop()
+    dt = t1 - t0
+    hz = os.sysconf("SC_CLK_TCK")
+    published = int(f1["messages_total"]) - int(f0["messages_total"])
+    processed = int(e1["ticks_total"]) - int(e0["ticks_total"])
+    lost = int(e1["ring_lost_ticks_total"]) - int(e0["ring_lost_ticks_total"])
+    return {
+        "rate_target_per_s": rate or "max",
+        "published_per_s": round(published / dt),
+        "processed_per_s": round(processed / dt),
+        "lost_ticks": lost,
+        # ticks published in the window but not processed by its end (backlog growth; negative
+        # when the engine caught up with a backlog from before the window)
+        "backlog_growth": published - processed - lost,
+        "zero_loss": lost == 0 and published - processed <= max(100, published // 1000),
+        "tick_processing_ns": {
+            "p50": _q(0.5, e0, e1, "tick_processing_ns"),
+            "p99": _q(0.99, e0, e1, "tick_processing_ns"),
+            "p99.9": _q(0.999, e0, e1, "tick_processing_ns"),
+            "max_since_start": int(e1["tick_processing_max_ns"]),
+        },
+        "strategy_calc_ns": {"p50": _q(0.5, e0, e1, "strategy_calc_ns"),
+                             "p99": _q(0.99, e0, e1, "strategy_calc_ns")},
+        "execution_ns": {"p50": _q(0.5, e0, e1, "execution_ns"),
+                         "p99": _q(0.99, e0, e1, "execution_ns")},
+        "feed_to_decision_ns": {"p50": _q(0.5, e0, e1, "feed_to_decision_ns"),
+                                "p99": _q(0.99, e0, e1, "feed_to_decision_ns")},
+        "cpu_percent": {"feed": round(100 * (cf1 - cf0) / hz / dt, 1),
+                        "engine": round(100 * (ce1 - ce0) / hz / dt, 1)},
+        "seconds": round(dt, 2),
+    }
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    import numba
+
+    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "numba": numba.__version__, "kernel": platform.release()}
+
+
+def run_bench(cfg, args) -> int:
+    seconds = 2.0 if args.quick else 5.0
+    rates = (200, 1_000_000) if args.quick else RATES
+    workdir = tempfile.mkdtemp(prefix="bog-bench-")
+    results = []
+    try:
+        for rate in rates:
+            if not args.json:
+                print(f"measuring at {rate or 'max'} ticks/s for {seconds:.0f} s ...",
+                      file=sys.stderr, flush=True)
+            results.append(measure(rate, seconds, workdir, args.config))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ok = [r for r in results if r["zero_loss"]]
+    best = max(ok, key=lambda r: r["processed_per_s"], default=None)
+    report = {
+        "machine": machine(),
+        "steps": results,
+        "sustained_zero_loss_ticks_per_s": best["processed_per_s"] if best else 0,
+        "method": "real feed+engine processes per step; quantiles from shared-memory "
+                  "histograms over the measurement window; CPU from /proc/PID/stat",
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def format_report(r: dict) -> str:
+    m = r["machine"]
+    out = [f"bog bench on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, numba {m['numba']}",
+           "", f"{'rate/s':>9} {'pub/s':>9} {'done/s':>9} {'lost':>6}  tick ns P50/P99/P99.9"
+           f"        strat P50/P99   exec P50/P99   feed->decision P50/P99   cpu feed/engine"]
+    for s in r["steps"]:
+        t, st, ex, fd, c = (s["tick_processing_ns"], s["strategy_calc_ns"], s["execution_ns"],
+                            s["feed_to_decision_ns"], s["cpu_percent"])
+        out.append(
+            f"{str(s['rate_target_per_s']):>9} {s['published_per_s']:>9} {s['processed_per_s']:>9} "
+            f"{s['lost_ticks']:>6}  {t['p50']}/{t['p99']}/{t['p99.9']}"
+            f"   {st['p50']}/{st['p99']}   {ex['p50']}/{ex['p99']}   {fd['p50']}/{fd['p99']}"
+            f"   {c['feed']}%/{c['engine']}%")
+    out += ["", f"highest sustained rate with zero loss: {r['sustained_zero_loss_ticks_per_s']:,} ticks/s",
+            f"max tick (since engine start, last step): {r['steps'][-1]['tick_processing_ns']['max_since_start']} ns",
+            f"method: {r['method']}"]
+    return "\n".join(out)
