@@ -1,0 +1,442 @@
+"""Replay feed: publish a recorded file into the ticks ring, paced like the recording.
+
+Two input formats (docs/replay.md): a CSV of L2 book snapshots in the tardis.dev
+``book_snapshot_N`` layout (plain or gzip), and ``bog record`` output (bog/feed/record.py).
+
+Lifecycle:
+1. ``load_replay`` (at feed startup, in Python): read and parse the whole file into an array
+   of TICK_SLOT records, then ``check_rows`` (numba) validates every row. Rejected rows are
+   counted (feed metrics ``replay_rows_rejected_total``; ``replay_rows_total`` counts rows
+   read) and logged as ``Replay row rejected: file F line N: reason`` (the first
+   ``LOG_REJECTS_MAX`` individually, then one summary line). A file that cannot be read, is
+   empty, has a bad header or no usable row raises ``ReplayError`` with a one-line message.
+2. ``replay_run`` (numba, called by the feed's main loop once per housekeeping period)
+   publishes the rows. Row i is due at ``start + (ts_i - ts_0) / speed`` where ts is the
+   recorded exchange timestamp; speed 0 publishes flat out.
+3. When every row is published ``done`` becomes True; the feed process sets ``replay_done``.
+
+Timestamps are rebased: the recorded exchange timestamps are historic and the engine rejects
+anything older than ``validation.max_age_ms``, so each published snapshot carries
+``exchange_ts_ns`` = the wall-clock time it was due (recorded deltas divided by the speed
+are kept exactly), ``local_recv_ns`` = the time it was actually published. The feed latency
+histogram therefore measures how late the replay runs behind its schedule (0 at ``--speed
+max``, where exchange_ts_ns = local_recv_ns = publish time). If the replay falls more than
+1 s behind (a stall), the schedule is rebased to now, keeping the deltas from there on.
+
+Sequence numbers: CSV rows get 1..N in file order over the accepted rows; ``bog record``
+files keep their recorded sequence numbers (so a recorded gap replays as a gap).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+
+import numba as nb
+import numpy as np
+
+from bog.config import ConfigError
+from bog.feed import csvformat, record
+from bog.log import RateLimiter
+from bog.shm.atomics import CLOCK_REALTIME, clock_ns
+from bog.shm.hist import bucket_index
+from bog.shm.layouts import (
+    DEPTH,
+    FEED_LATENCY_US_EDGES,
+    FIXED,
+    FLAG_FULL_SNAPSHOT,
+    LATENCY_NS_EDGES,
+    TICK_SLOT,
+    TICK_SLOT_WORDS,
+)
+from bog.shm.ring import ticks_publish
+
+log = logging.getLogger("bog.feed.replay")
+
+SPIN_LIMIT_NS = 200_000  # wait longer than this in Python (sleep), shorter by spinning
+REBASE_BEHIND_NS = 1_000_000_000
+LOG_REJECTS_MAX = 20  # rejected rows logged one by one; the rest are summarised
+
+REPLAY_STATE = np.dtype(
+    [
+        ("next_row", "<i8"),
+        ("anchor_wall_ns", "<i8"),  # wall time row anchor_row was due (0 = not started)
+        ("anchor_ts_ns", "<i8"),  # its recorded exchange timestamp
+        ("done", "<i8"),
+        ("rebases", "<i8"),  # times the schedule was rebased after falling > 1 s behind
+    ]
+)
+
+
+class ReplayError(ConfigError):
+    """The replay file cannot be used; the message names the file and the problem."""
+
+
+# ---- row validation (every format) -----------------------------------------------------
+C_TS = 20  # timestamp missing or not positive
+C_TS_BACKWARDS = 21  # earlier than the previous accepted row
+C_TOP_PRICE = 22  # best bid/ask price zero, negative or missing (where: 0 bid, 1 ask)
+C_TOP_SIZE = 23  # best bid/ask size zero or negative
+C_CROSSED = 24
+C_NEG_PRICE = 25  # negative price at a level (where: side*DEPTH + level)
+C_NEG_SIZE = 26
+C_ZERO_SIZE = 27  # a level with a price but no size
+C_LEVEL_GAP = 28  # a level present below an empty one
+C_ORDER = 29  # bids not strictly descending / asks not strictly ascending
+
+
+@nb.njit(cache=True, nogil=True)
+def _check_side(px, sz, side):
+    """(code, where) for one side's levels; bids (side 0) descend, asks (side 1) ascend."""
+    empty_seen = False
+    for k in range(px.shape[0]):
+        p = px[k]
+        q = sz[k]
+        where = side * DEPTH + k
+        if p < 0:
+            return C_NEG_PRICE, where
+        if q < 0:
+            return C_NEG_SIZE, where
+        if p == 0:
+            empty_seen = True
+            continue
+        if empty_seen:
+            return C_LEVEL_GAP, where
+        if q == 0:
+            return C_ZERO_SIZE, where
+        if k > 0:
+            if (side == 0 and p >= px[k - 1]) or (side == 1 and p <= px[k - 1]):
+                return C_ORDER, where
+    return 0, 0
+
+
+@nb.njit(cache=True, nogil=True)
+def check_rows(rows, depth_always, ok, codes, wheres):
+    """Validate rows in order; ok[i] = 1 if row i is published. Depth is checked on full
+    snapshots, or on every row when ``depth_always`` (CSV rows always carry their levels).
+    Returns the number of rows accepted."""
+    prev_ts = np.int64(-1)
+    nok = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        code = 0
+        where = 0
+        if r.exchange_ts_ns <= 0:
+            code = C_TS
+        elif r.bid_px <= 0:
+            code = C_TOP_PRICE
+        elif r.ask_px <= 0:
+            code = C_TOP_PRICE
+            where = 1
+        elif r.bid_sz <= 0:
+            code = C_TOP_SIZE
+        elif r.ask_sz <= 0:
+            code = C_TOP_SIZE
+            where = 1
+        elif r.bid_px > r.ask_px:
+            code = C_CROSSED
+        elif depth_always or (r.flags & FLAG_FULL_SNAPSHOT) != 0:
+            code, where = _check_side(r.bid_px_l, r.bid_sz_l, 0)
+            if code == 0:
+                code, where = _check_side(r.ask_px_l, r.ask_sz_l, 1)
+        if code == 0 and r.exchange_ts_ns < prev_ts:
+            code = C_TS_BACKWARDS
+        codes[i] = code
+        wheres[i] = where
+        if code == 0:
+            ok[i] = 1
+            prev_ts = r.exchange_ts_ns
+            nok += 1
+        else:
+            ok[i] = 0
+    return nok
+
+
+def _px(v: int) -> str:
+    return f"{v / FIXED:.10g}"
+
+
+def _check_reason(code: int, where: int, row, prev_ts: int) -> str:
+    side, level = ("bids", "asks")[where // DEPTH], where % DEPTH
+    at = f"{side}[{level}]"
+    if code == C_TS:
+        return f"timestamp missing or not positive ({int(row['exchange_ts_ns'])} ns)"
+    if code == C_TS_BACKWARDS:
+        return (f"timestamp goes backwards ({int(row['exchange_ts_ns']) // 1000} us < previous "
+                f"row's {prev_ts // 1000} us)")
+    if code == C_TOP_PRICE:
+        name = "bid" if where == 0 else "ask"
+        v = int(row["bid_px" if where == 0 else "ask_px"])
+        return f"{'zero or missing' if v == 0 else 'negative'} best {name} price ({_px(v)})"
+    if code == C_TOP_SIZE:
+        name = "bid" if where == 0 else "ask"
+        return f"zero or negative best {name} size ({_px(int(row['bid_sz' if where == 0 else 'ask_sz']))})"
+    if code == C_CROSSED:
+        return f"crossed book: best bid {_px(int(row['bid_px']))} > best ask {_px(int(row['ask_px']))}"
+    px = int(row["bid_px_l" if where < DEPTH else "ask_px_l"][level])
+    sz = int(row["bid_sz_l" if where < DEPTH else "ask_sz_l"][level])
+    if code == C_NEG_PRICE:
+        return f"negative price at {at} ({_px(px)})"
+    if code == C_NEG_SIZE:
+        return f"negative size at {at} ({_px(sz)})"
+    if code == C_ZERO_SIZE:
+        return f"zero size at {at} (price {_px(px)})"
+    if code == C_LEVEL_GAP:
+        return f"level gap: {at} present below an empty level"
+    if code == C_ORDER:
+        order = "descending" if where < DEPTH else "ascending"
+        return f"{side} not in strictly {order} price order at {at} ({_px(px)})"
+    return f"invalid row (code {code})"
+
+
+# ---- loading -----------------------------------------------------------------------------
+class LoadedReplay:
+    """Validated rows ready to publish, and what was rejected on the way."""
+
+    def __init__(self, path: str, fmt: str, rows: np.ndarray, rows_read: int,
+                 rejects: list[tuple[int, str]], unit: str):
+        self.path = path
+        self.format = fmt  # "csv" | "bog-record"
+        self.rows = rows
+        self.rows_read = rows_read
+        self.rejects = rejects  # (line or record number, reason), in file order
+        self.unit = unit  # "line" | "record"
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejects)
+
+    @property
+    def span_ns(self) -> int:
+        if len(self.rows) < 2:
+            return 0
+        return int(self.rows[-1]["exchange_ts_ns"]) - int(self.rows[0]["exchange_ts_ns"])
+
+
+def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
+    """Read, parse and validate ``path``; log rejected rows. Raises ReplayError."""
+    if not path:
+        raise ReplayError("no replay file given (--replay-file or feed.replay_file)")
+    if os.path.isdir(path):
+        raise ReplayError(f"replay file {path} is a directory")
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise ReplayError(f"cannot read replay file {path}: {e.strerror or e}") from None
+    try:
+        with f:
+            head = f.read(16)
+            if not head:
+                raise ReplayError(f"replay file {path} is empty")
+            f.seek(0)
+            if record.is_record_file(head):
+                loaded = _load_record(f, path)
+            elif head[:2] == b"\x1f\x8b":
+                with gzip.open(f, "rb") as g:
+                    loaded = _load_csv(g, path, market_id)
+            else:
+                loaded = _load_csv(f, path, market_id)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ReplayError(f"cannot read replay file {path}: {getattr(e, 'strerror', None) or e}") from None
+    _log_rejects(loaded)
+    if len(loaded.rows) == 0:
+        if loaded.rows_read == 0:
+            raise ReplayError(f"replay file {path} has no data rows")
+        raise ReplayError(f"replay file {path}: all {loaded.rows_read} rows rejected "
+                          f"(first: {loaded.unit} {loaded.rejects[0][0]}: {loaded.rejects[0][1]})")
+    return loaded
+
+
+def _load_csv(f, path: str, market_id: int) -> LoadedReplay:
+    try:
+        parsed = csvformat.read_csv(f, path)
+    except csvformat.CsvHeaderError as e:
+        raise ReplayError(f"replay file {path}: {e}") from None
+    except UnicodeDecodeError:
+        raise ReplayError(f"replay file {path}: not a text CSV or a bog record file") from None
+    rows, lines = parsed.rows, parsed.lines
+    ok, checks = _validate(rows, depth_always=True)
+    rejects = parsed.rejects + _describe(rows, lines, ok, checks)
+    rejects.sort(key=lambda t: t[0])
+    rows = rows[ok.astype(bool)]
+    rows["sequence"] = np.arange(1, len(rows) + 1, dtype=np.int64)
+    rows["market_id"] = market_id
+    rows["venue"] = market_id // 1_000_000
+    return LoadedReplay(path, "csv", rows, parsed.rows_read, rejects, "line")
+
+
+def _load_record(f, path: str) -> LoadedReplay:
+    try:
+        header, rows, trailing = record.read_record_file(f, path)
+    except record.RecordFormatError as e:
+        raise ReplayError(f"replay file {path}: {e}") from None
+    rows_read = len(rows) + (1 if trailing else 0)
+    if rows_read == 0:
+        raise ReplayError(f"replay file {path}: bog record file contains no records")
+    numbers = np.arange(1, len(rows) + 1, dtype=np.int64)
+    ok, checks = _validate(rows, depth_always=False)
+    rejects = _describe(rows, numbers, ok, checks)
+    if trailing:
+        rejects.append((len(rows) + 1, f"truncated record ({trailing} of {TICK_SLOT.itemsize} "
+                                       "bytes; the recording was cut short)"))
+    if header.get("lost_ticks"):
+        log.warning("replay file %s: the recorder lost %d ticks in %d overruns while recording "
+                    "(they show as sequence gaps)", path, header["lost_ticks"],
+                    header.get("overruns", 0))
+    return LoadedReplay(path, "bog-record", rows[ok.astype(bool)].copy(), rows_read, rejects,
+                        "record")
+
+
+def _validate(rows: np.ndarray, depth_always: bool):
+    n = len(rows)
+    ok = np.zeros(n, np.uint8)
+    codes = np.zeros(n, np.int64)
+    wheres = np.zeros(n, np.int64)
+    check_rows(rows, depth_always, ok, codes, wheres)
+    return ok, (codes, wheres)
+
+
+def _describe(rows, numbers, ok, checks) -> list[tuple[int, str]]:
+    codes, wheres = checks
+    bad = np.flatnonzero(ok == 0)
+    out = []
+    good_idx = np.flatnonzero(ok)
+    for i in bad:
+        prev_ts = 0
+        if codes[i] == C_TS_BACKWARDS:
+            j = np.searchsorted(good_idx, i) - 1  # the previous accepted row
+            prev_ts = int(rows[good_idx[j]]["exchange_ts_ns"]) if j >= 0 else 0
+        out.append((int(numbers[i]), _check_reason(int(codes[i]), int(wheres[i]), rows[i], prev_ts)))
+    return out
+
+
+def _log_rejects(loaded: LoadedReplay) -> None:
+    limiter = RateLimiter(burst=LOG_REJECTS_MAX, period_s=float("inf"))
+    suppressed = 0
+    for number, reason in loaded.rejects:
+        if limiter.allow("replay_reject")[0]:
+            log.warning("Replay row rejected: file %s %s %d: %s", loaded.path, loaded.unit,
+                        number, reason)
+        else:
+            suppressed += 1
+    if suppressed:
+        log.warning("Replay row rejected: file %s: %d more rejected rows not logged one by one "
+                    "(suppressed %d similar; %d rejected of %d rows read)", loaded.path,
+                    suppressed, suppressed, loaded.rejected, loaded.rows_read)
+
+
+# ---- publishing kernel -------------------------------------------------------------------
+@nb.njit(cache=True, nogil=True)
+def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, stop_ns, max_rows):
+    """Publish due rows until ``stop_ns``, ``max_rows`` or the end of the file.
+
+    Returns ns until the next row is due (when longer than SPIN_LIMIT_NS: the caller sleeps),
+    else 0. Sets ``state.done`` once every row is published.
+    """
+    s = state[0]
+    m = metrics[0]
+    slot = staging[0]
+    sw = staging.view(np.int64)
+    n = rows.shape[0]
+    published = 0
+    while published < max_rows:
+        if s.next_row >= n:
+            s.done = 1
+            return 0
+        now = clock_ns(CLOCK_REALTIME)
+        if now >= stop_ns:
+            return 0
+        i = s.next_row
+        ts = rows[i].exchange_ts_ns
+        if speed > 0.0:
+            if s.anchor_wall_ns == 0:
+                s.anchor_wall_ns = now
+                s.anchor_ts_ns = ts
+            due = s.anchor_wall_ns + np.int64((ts - s.anchor_ts_ns) / speed)
+            wait = due - now
+            if wait > 0:
+                if wait > SPIN_LIMIT_NS:
+                    return wait
+                continue
+            if wait < -REBASE_BEHIND_NS:  # stalled: restart the schedule here
+                s.anchor_wall_ns = now
+                s.anchor_ts_ns = ts
+                s.rebases += 1
+                due = now
+        else:
+            due = now
+        for k in range(2, TICK_SLOT_WORDS):
+            sw[k] = rows_words[i, k]
+        slot.exchange_ts_ns = due
+        slot.local_recv_ns = now
+        t0 = clock_ns(CLOCK_REALTIME)
+        slot.local_publish_ns = t0
+        ticks_publish(ctrl, words, sw)
+        t1 = clock_ns(CLOCK_REALTIME)
+        s.next_row = i + 1
+        published += 1
+        m.messages_total += 1
+        if slot.flags & FLAG_FULL_SNAPSHOT:
+            m.full_snapshots_total += 1
+        if slot.trade_sz > 0:
+            m.trades_total += 1
+        m.last_sequence = slot.sequence
+        lat_us = (now - due) // 1000
+        m.feed_latency_us_bucket[bucket_index(FEED_LATENCY_US_EDGES, lat_us)] += 1
+        m.feed_latency_us_sum += lat_us
+        m.publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, t1 - t0)] += 1
+        m.publish_ns_sum += t1 - t0
+    return 0
+
+
+class ReplaySource:
+    """The feed's replay source: ``run(stop_ns) -> wait_ns`` and ``done`` (see FeedService)."""
+
+    def __init__(self, cfg, ring, metrics):
+        feed = cfg.feed
+        self.speed = float(feed.replay_speed)
+        loaded = load_replay(feed.replay_file, feed.market_id)
+        self.loaded = loaded
+        self.rows = loaded.rows
+        self.rows_words = self.rows.view(np.int64).reshape(len(self.rows), TICK_SLOT_WORDS)
+        self.state = np.zeros(1, REPLAY_STATE)
+        self.staging = np.zeros(1, TICK_SLOT)
+        self.ring, self.metrics = ring, metrics
+        m = metrics.m[0]
+        m["replay_rows_total"] = loaded.rows_read
+        m["replay_rows_rejected_total"] = loaded.rejected
+        span_s = loaded.span_ns / 1e9
+        m["rate_target_per_s"] = (len(self.rows) / span_s * self.speed
+                                  if self.speed > 0 and span_s > 0 else 0.0)
+        log.info("replay %s (%s): %d rows to publish, %d rejected of %d read, recorded span "
+                 "%.3f s, speed %s", loaded.path, loaded.format, len(self.rows), loaded.rejected,
+                 loaded.rows_read, span_s, f"{self.speed:g}x" if self.speed > 0 else "max")
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state[0]["done"])
+
+    def run(self, stop_ns: int) -> int:
+        """Publish until ``stop_ns``; returns ns until the next row is due (0 if none)."""
+        return int(replay_run(self.rows, self.rows_words, self.state, self.staging,
+                              self.ring.ctrl, self.ring.words, self.metrics.m, self.speed,
+                              stop_ns, 1 << 62))
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every replay and record kernel."""
+    from bog.shm.layouts import FEED_METRICS, RING_CAPACITY, RING_CTRL_WORDS
+
+    csvformat.warm()
+    record.warm()
+    rows = np.zeros(2, TICK_SLOT)
+    rows["exchange_ts_ns"] = [1, 2]
+    rows["bid_px"], rows["ask_px"], rows["bid_sz"], rows["ask_sz"] = 1, 2, 1, 1
+    _validate(rows, True)
+    ctrl = np.zeros(RING_CTRL_WORDS, np.int64)
+    ctrl[RING_CAPACITY] = 2
+    words = np.zeros(2 * TICK_SLOT_WORDS, np.int64)
+    replay_run(rows, rows.view(np.int64).reshape(2, TICK_SLOT_WORDS), np.zeros(1, REPLAY_STATE),
+               np.zeros(1, TICK_SLOT), ctrl, words, np.zeros(1, FEED_METRICS), 0.0, 0, 1)
