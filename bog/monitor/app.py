@@ -18,9 +18,11 @@ from importlib import resources
 import orjson
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from bog import __version__
+from bog.monitor.collector import exposition
 from bog.monitor.health import health
 from bog.monitor.history import Window
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -44,7 +46,9 @@ def create_app(state) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+        # the classic text format every Prometheus 2.x understands (prometheus_client's
+        # "latest" advertises version=1.0.0, which older scrapers do not know)
+        return Response(exposition(state.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @app.get("/health")
     async def get_health() -> Response:
