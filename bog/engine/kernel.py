@@ -316,11 +316,11 @@ def trip(st, m, events, now, reason):
     """Risk trip: latch the breaker open until a manual reset."""
     first = st.latched == 0
     st.latched = 1
-    m.circuit_breaker_latched = 1
     if first:
         _event(st, events, EV_RISK_TRIP, now, reason, 0, 0, 0)
     if st.breaker != BREAKER_OPEN:
         _breaker_set(st, m, events, BREAKER_OPEN, now, CAUSE_RISK)
+    m.circuit_breaker_latched = 1  # after the state: a reader never sees latched-but-closed
 
 
 # ---- validation ----------------------------------------------------------------------------
