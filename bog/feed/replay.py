@@ -11,17 +11,20 @@ Lifecycle:
    ``LOG_REJECTS_MAX`` individually, then one summary line). A file that cannot be read, is
    empty, has a bad header or no usable row raises ``ReplayError`` with a one-line message.
 2. ``replay_run`` (numba, called by the feed's main loop once per housekeeping period)
-   publishes the rows. Row i is due at ``start + (ts_i - ts_0) / speed`` where ts is the
-   recorded exchange timestamp; speed 0 publishes flat out.
+   publishes the rows. Row i is due at ``start + (t_i - t_0) / speed`` where t is the row's
+   recorded time: the exchange ``timestamp`` for CSV, ``local_recv_ns`` for ``bog record``
+   files (monotonic in a ring capture; their exchange timestamps carry the simulated latency
+   jitter). Speed 0 publishes flat out.
 3. When every row is published ``done`` becomes True; the feed process sets ``replay_done``.
 
-Timestamps are rebased: the recorded exchange timestamps are historic and the engine rejects
-anything older than ``validation.max_age_ms``, so each published snapshot carries
-``exchange_ts_ns`` = the wall-clock time it was due (recorded deltas divided by the speed
-are kept exactly), ``local_recv_ns`` = the time it was actually published. The feed latency
-histogram therefore measures how late the replay runs behind its schedule (0 at ``--speed
-max``, where exchange_ts_ns = local_recv_ns = publish time). If the replay falls more than
-1 s behind (a stall), the schedule is rebased to now, keeping the deltas from there on.
+Timestamps are rebased: the recorded timestamps are historic and the engine rejects anything
+older than ``validation.max_age_ms``, so each snapshot is published with
+``local_recv_ns`` = the time it is actually published and ``exchange_ts_ns`` = the time it was
+due minus its recorded latency (``local_recv_ns - exchange_ts_ns`` of a ``bog record`` row;
+0 for CSV). The recorded deltas, divided by the speed, are kept exactly. The feed latency
+histogram therefore shows the recorded latency plus how late the replay runs behind its
+schedule (for CSV at ``--speed max``: 0). If the replay falls more than 1 s behind (a stall),
+the schedule is rebased to now, keeping the deltas from there on.
 
 Sequence numbers: CSV rows get 1..N in file order over the accepted rows; ``bog record``
 files keep their recorded sequence numbers (so a recorded gap replays as a gap).
@@ -113,8 +116,9 @@ def _check_side(px, sz, side):
 
 
 @nb.njit(cache=True, nogil=True)
-def check_rows(rows, depth_always, ok, codes, wheres):
-    """Validate rows in order; ok[i] = 1 if row i is published. Depth is checked on full
+def check_rows(rows, pace_ts, depth_always, ok, codes, wheres):
+    """Validate rows in order; ok[i] = 1 if row i is published. ``pace_ts`` (the timestamps
+    the replay is paced by) must be positive and never go backwards. Depth is checked on full
     snapshots, or on every row when ``depth_always`` (CSV rows always carry their levels).
     Returns the number of rows accepted."""
     prev_ts = np.int64(-1)
@@ -123,7 +127,7 @@ def check_rows(rows, depth_always, ok, codes, wheres):
         r = rows[i]
         code = 0
         where = 0
-        if r.exchange_ts_ns <= 0:
+        if pace_ts[i] <= 0:
             code = C_TS
         elif r.bid_px <= 0:
             code = C_TOP_PRICE
@@ -141,13 +145,13 @@ def check_rows(rows, depth_always, ok, codes, wheres):
             code, where = _check_side(r.bid_px_l, r.bid_sz_l, 0)
             if code == 0:
                 code, where = _check_side(r.ask_px_l, r.ask_sz_l, 1)
-        if code == 0 and r.exchange_ts_ns < prev_ts:
+        if code == 0 and pace_ts[i] < prev_ts:
             code = C_TS_BACKWARDS
         codes[i] = code
         wheres[i] = where
         if code == 0:
             ok[i] = 1
-            prev_ts = r.exchange_ts_ns
+            prev_ts = pace_ts[i]
             nok += 1
         else:
             ok[i] = 0
@@ -158,14 +162,14 @@ def _px(v: int) -> str:
     return f"{v / FIXED:.10g}"
 
 
-def _check_reason(code: int, where: int, row, prev_ts: int) -> str:
+def _check_reason(code: int, where: int, row, ts: int, prev_ts: int, ts_name: str) -> str:
     side, level = ("bids", "asks")[where // DEPTH], where % DEPTH
     at = f"{side}[{level}]"
     if code == C_TS:
-        return f"timestamp missing or not positive ({int(row['exchange_ts_ns'])} ns)"
+        return f"{ts_name} missing or not positive ({ts} ns)"
     if code == C_TS_BACKWARDS:
-        return (f"timestamp goes backwards ({int(row['exchange_ts_ns']) // 1000} us < previous "
-                f"row's {prev_ts // 1000} us)")
+        return (f"{ts_name} goes backwards ({ts // 1000} us < previous row's "
+                f"{prev_ts // 1000} us)")
     if code == C_TOP_PRICE:
         name = "bid" if where == 0 else "ask"
         v = int(row["bid_px" if where == 0 else "ask_px"])
@@ -195,11 +199,14 @@ def _check_reason(code: int, where: int, row, prev_ts: int) -> str:
 class LoadedReplay:
     """Validated rows ready to publish, and what was rejected on the way."""
 
-    def __init__(self, path: str, fmt: str, rows: np.ndarray, rows_read: int,
-                 rejects: list[tuple[int, str]], unit: str):
+    def __init__(self, path: str, fmt: str, rows: np.ndarray, pace_ts_ns: np.ndarray,
+                 latency_ns: np.ndarray, rows_read: int, rejects: list[tuple[int, str]],
+                 unit: str):
         self.path = path
         self.format = fmt  # "csv" | "bog-record"
         self.rows = rows
+        self.pace_ts_ns = pace_ts_ns  # recorded time of each row: the replay keeps its deltas
+        self.latency_ns = latency_ns  # recorded exchange-to-local latency, replayed as such
         self.rows_read = rows_read
         self.rejects = rejects  # (line or record number, reason), in file order
         self.unit = unit  # "line" | "record"
@@ -212,7 +219,7 @@ class LoadedReplay:
     def span_ns(self) -> int:
         if len(self.rows) < 2:
             return 0
-        return int(self.rows[-1]["exchange_ts_ns"]) - int(self.rows[0]["exchange_ts_ns"])
+        return int(self.pace_ts_ns[-1]) - int(self.pace_ts_ns[0])
 
 
 def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
@@ -257,14 +264,14 @@ def _load_csv(f, path: str, market_id: int) -> LoadedReplay:
     except UnicodeDecodeError:
         raise ReplayError(f"replay file {path}: not a text CSV or a bog record file") from None
     rows, lines = parsed.rows, parsed.lines
-    ok, checks = _validate(rows, depth_always=True)
-    rejects = parsed.rejects + _describe(rows, lines, ok, checks)
+    pace = rows["exchange_ts_ns"].copy()
+    latency = np.zeros(len(rows), np.int64)
+    ok, checks = _validate(rows, pace, depth_always=True)
+    rejects = parsed.rejects + _describe(rows, pace, lines, ok, checks, "timestamp")
     rejects.sort(key=lambda t: t[0])
-    rows = rows[ok.astype(bool)]
-    rows["sequence"] = np.arange(1, len(rows) + 1, dtype=np.int64)
-    rows["market_id"] = market_id
-    rows["venue"] = market_id // 1_000_000
-    return LoadedReplay(path, "csv", rows, parsed.rows_read, rejects, "line")
+    n = compact_rows(rows, pace, latency, ok, market_id, True)
+    return LoadedReplay(path, "csv", rows[:n], pace[:n], latency[:n], parsed.rows_read, rejects,
+                        "line")
 
 
 def _load_record(f, path: str) -> LoadedReplay:
@@ -276,8 +283,12 @@ def _load_record(f, path: str) -> LoadedReplay:
     if rows_read == 0:
         raise ReplayError(f"replay file {path}: bog record file contains no records")
     numbers = np.arange(1, len(rows) + 1, dtype=np.int64)
-    ok, checks = _validate(rows, depth_always=False)
-    rejects = _describe(rows, numbers, ok, checks)
+    # paced by the feed's receive time: monotonic in a ring capture, while the exchange
+    # timestamps carry the (simulated) latency jitter, which is replayed as recorded
+    pace = rows["local_recv_ns"].copy()
+    latency = np.maximum(pace - rows["exchange_ts_ns"], 0)
+    ok, checks = _validate(rows, pace, depth_always=False)
+    rejects = _describe(rows, pace, numbers, ok, checks, "local_recv_ns")
     if trailing:
         rejects.append((len(rows) + 1, f"truncated record ({trailing} of {TICK_SLOT.itemsize} "
                                        "bytes; the recording was cut short)"))
@@ -285,20 +296,44 @@ def _load_record(f, path: str) -> LoadedReplay:
         log.warning("replay file %s: the recorder lost %d ticks in %d overruns while recording "
                     "(they show as sequence gaps)", path, header["lost_ticks"],
                     header.get("overruns", 0))
-    return LoadedReplay(path, "bog-record", rows[ok.astype(bool)].copy(), rows_read, rejects,
+    n = compact_rows(rows, pace, latency, ok, -1, False)
+    return LoadedReplay(path, "bog-record", rows[:n], pace[:n], latency[:n], rows_read, rejects,
                         "record")
 
 
-def _validate(rows: np.ndarray, depth_always: bool):
+@nb.njit(cache=True, nogil=True)
+def compact_rows(rows, pace_ts, latency, ok, market_id, number):
+    """Move the accepted rows (and their pace_ts/latency) to the front in order, in place;
+    returns how many. With ``number``: sequence 1..N; with ``market_id`` >= 0: set market_id
+    and venue."""
+    n = 0
+    for i in range(rows.shape[0]):
+        if ok[i] == 0:
+            continue
+        if n != i:
+            rows[n] = rows[i]
+            pace_ts[n] = pace_ts[i]
+            latency[n] = latency[i]
+        r = rows[n]
+        n += 1
+        if number:
+            r.sequence = n
+        if market_id >= 0:
+            r.market_id = market_id
+            r.venue = market_id // 1_000_000
+    return n
+
+
+def _validate(rows: np.ndarray, pace: np.ndarray, depth_always: bool):
     n = len(rows)
     ok = np.zeros(n, np.uint8)
     codes = np.zeros(n, np.int64)
     wheres = np.zeros(n, np.int64)
-    check_rows(rows, depth_always, ok, codes, wheres)
+    check_rows(rows, pace, depth_always, ok, codes, wheres)
     return ok, (codes, wheres)
 
 
-def _describe(rows, numbers, ok, checks) -> list[tuple[int, str]]:
+def _describe(rows, pace, numbers, ok, checks, ts_name) -> list[tuple[int, str]]:
     codes, wheres = checks
     bad = np.flatnonzero(ok == 0)
     out = []
@@ -307,8 +342,9 @@ def _describe(rows, numbers, ok, checks) -> list[tuple[int, str]]:
         prev_ts = 0
         if codes[i] == C_TS_BACKWARDS:
             j = np.searchsorted(good_idx, i) - 1  # the previous accepted row
-            prev_ts = int(rows[good_idx[j]]["exchange_ts_ns"]) if j >= 0 else 0
-        out.append((int(numbers[i]), _check_reason(int(codes[i]), int(wheres[i]), rows[i], prev_ts)))
+            prev_ts = int(pace[good_idx[j]]) if j >= 0 else 0
+        out.append((int(numbers[i]), _check_reason(int(codes[i]), int(wheres[i]), rows[i],
+                                                   int(pace[i]), prev_ts, ts_name)))
     return out
 
 
@@ -329,7 +365,8 @@ def _log_rejects(loaded: LoadedReplay) -> None:
 
 # ---- publishing kernel -------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True)
-def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, stop_ns, max_rows):
+def replay_run(rows_words, pace_ts, latency, state, staging, ctrl, words, metrics, speed, stop_ns,
+               max_rows):
     """Publish due rows until ``stop_ns``, ``max_rows`` or the end of the file.
 
     Returns ns until the next row is due (when longer than SPIN_LIMIT_NS: the caller sleeps),
@@ -339,7 +376,7 @@ def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, st
     m = metrics[0]
     slot = staging[0]
     sw = staging.view(np.int64)
-    n = rows.shape[0]
+    n = rows_words.shape[0]
     published = 0
     while published < max_rows:
         if s.next_row >= n:
@@ -349,7 +386,7 @@ def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, st
         if now >= stop_ns:
             return 0
         i = s.next_row
-        ts = rows[i].exchange_ts_ns
+        ts = pace_ts[i]
         if speed > 0.0:
             if s.anchor_wall_ns == 0:
                 s.anchor_wall_ns = now
@@ -369,7 +406,7 @@ def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, st
             due = now
         for k in range(2, TICK_SLOT_WORDS):
             sw[k] = rows_words[i, k]
-        slot.exchange_ts_ns = due
+        slot.exchange_ts_ns = due - latency[i]
         slot.local_recv_ns = now
         t0 = clock_ns(CLOCK_REALTIME)
         slot.local_publish_ns = t0
@@ -383,7 +420,7 @@ def replay_run(rows, rows_words, state, staging, ctrl, words, metrics, speed, st
         if slot.trade_sz > 0:
             m.trades_total += 1
         m.last_sequence = slot.sequence
-        lat_us = (now - due) // 1000
+        lat_us = (now - slot.exchange_ts_ns) // 1000
         m.feed_latency_us_bucket[bucket_index(FEED_LATENCY_US_EDGES, lat_us)] += 1
         m.feed_latency_us_sum += lat_us
         m.publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, t1 - t0)] += 1
@@ -401,6 +438,8 @@ class ReplaySource:
         self.loaded = loaded
         self.rows = loaded.rows
         self.rows_words = self.rows.view(np.int64).reshape(len(self.rows), TICK_SLOT_WORDS)
+        self.pace_ts_ns = loaded.pace_ts_ns
+        self.latency_ns = loaded.latency_ns
         self.state = np.zeros(1, REPLAY_STATE)
         self.staging = np.zeros(1, TICK_SLOT)
         self.ring, self.metrics = ring, metrics
@@ -420,9 +459,9 @@ class ReplaySource:
 
     def run(self, stop_ns: int) -> int:
         """Publish until ``stop_ns``; returns ns until the next row is due (0 if none)."""
-        return int(replay_run(self.rows, self.rows_words, self.state, self.staging,
-                              self.ring.ctrl, self.ring.words, self.metrics.m, self.speed,
-                              stop_ns, 1 << 62))
+        return int(replay_run(self.rows_words, self.pace_ts_ns, self.latency_ns, self.state,
+                              self.staging, self.ring.ctrl, self.ring.words, self.metrics.m,
+                              self.speed, stop_ns, 1 << 62))
 
 
 def warm() -> None:
@@ -434,9 +473,14 @@ def warm() -> None:
     rows = np.zeros(2, TICK_SLOT)
     rows["exchange_ts_ns"] = [1, 2]
     rows["bid_px"], rows["ask_px"], rows["bid_sz"], rows["ask_sz"] = 1, 2, 1, 1
-    _validate(rows, True)
+    pace = rows["exchange_ts_ns"].copy()
+    lat = np.zeros(2, np.int64)
+    ok, _ = _validate(rows, pace, True)
+    compact_rows(rows, pace, lat, ok, 1, True)
+    compact_rows(rows, pace, lat, ok, -1, False)
     ctrl = np.zeros(RING_CTRL_WORDS, np.int64)
     ctrl[RING_CAPACITY] = 2
     words = np.zeros(2 * TICK_SLOT_WORDS, np.int64)
-    replay_run(rows, rows.view(np.int64).reshape(2, TICK_SLOT_WORDS), np.zeros(1, REPLAY_STATE),
-               np.zeros(1, TICK_SLOT), ctrl, words, np.zeros(1, FEED_METRICS), 0.0, 0, 1)
+    replay_run(rows.view(np.int64).reshape(2, TICK_SLOT_WORDS), pace, lat,
+               np.zeros(1, REPLAY_STATE), np.zeros(1, TICK_SLOT), ctrl, words,
+               np.zeros(1, FEED_METRICS), 0.0, 0, 1)
