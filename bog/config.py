@@ -125,7 +125,8 @@ class ExecutionConfig:
 @dataclass(frozen=True)
 class ProcessConfig:
     feed_core: int = opt(0, -1, 1023, doc="CPU for the feed, -1 = do not pin")
-    engine_core: int = opt(1, -1, 1023, doc="CPU for the engine, -1 = do not pin")
+    engine_core: int = opt(1, -1, 1023, doc="CPU for the engine's hot thread, -1 = do not pin")
+    engine_housekeeping_core: int = opt(0, -1, 1023, doc="CPU for the engine's Python thread")
     monitor_core: int = opt(0, -1, 1023, doc="CPU for the monitor, -1 = do not pin")
     engine_realtime_priority: int = opt(0, 0, 99, doc="SCHED_FIFO priority, 0 = normal")
     housekeeping_ms: float = opt(50.0, 1.0, 10_000.0, doc="housekeeping period")

@@ -116,7 +116,7 @@ class KernelHarness:
         b = self.buf
         return K.engine_run(self.state, self.params, self.metrics, self.tctrl, self.twords,
                             b.snap, b.snap_words, b.orders, self.quote, b.fill, self.fctrl,
-                            self.fwords, b.events, stop_ns)
+                            self.fwords, b.events, b.mailbox, stop_ns)
 
     def open_orders(self) -> list[dict]:
         o = self.buf.orders
@@ -142,12 +142,23 @@ class KernelHarness:
         return int(self.fctrl[RING_HEAD] - self.fctrl[RING_TAIL])
 
     def events(self, typ: int | None = None) -> list[tuple]:
-        st = self.st
+        """Consume the kernel's events (as the engine's Python thread does)."""
         ev = self.buf.events
-        out = [tuple(int(x) for x in ev[i % ev.shape[0]]) for i in range(int(st["ev_tail"]), int(st["ev_head"]))]
-        st["ev_tail"] = st["ev_head"]
-        self._last_events = out
+        rows = ev.reshape(-1, K.EV_WORDS)[1:]
+        head, tail = int(ev[K.EVC_HEAD]), int(ev[K.EVC_TAIL])
+        out = [tuple(int(x) for x in rows[i % rows.shape[0]]) for i in range(tail, head)]
+        ev[K.EVC_TAIL] = head
         return [e for e in out if typ is None or e[0] == typ]
+
+    def set_position(self, btc: float) -> None:
+        """Tracked position and the executor's ledger, as after a journal recovery."""
+        v = round(btc * FIXED)
+        self.st["ledger_fixed"] = v
+        self.st["position_fixed"] = v
+        self.buf.mailbox[K.MB_POSITION] = v
+
+    def mail(self, word: int, value: int) -> None:
+        self.buf.mailbox[word] = value
 
 
 # Compile (or load) the kernel before any test publishes timestamped snapshots: a first

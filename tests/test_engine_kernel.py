@@ -98,7 +98,7 @@ def test_maker_latency_delays_fills():
 
 def test_near_position_limit_only_the_reducing_side_is_quoted():
     h = KernelHarness()
-    h.st["ledger_fixed"] = h.st["position_fixed"] = round(0.95 * FIXED)
+    h.set_position(0.95)
     h.publish(BID, ASK)
     h.run()
     bid, ask = h.quotes()
@@ -113,7 +113,7 @@ def test_long_inventory_skews_both_quotes_down():
     flat.publish(BID, ASK)
     flat.run()
     long_ = KernelHarness()
-    long_.st["ledger_fixed"] = long_.st["position_fixed"] = round(0.6 * FIXED)
+    long_.set_position(0.6)
     long_.publish(BID, ASK)
     long_.run()
     fb, fa = flat.quotes()
@@ -125,7 +125,7 @@ def test_long_inventory_skews_both_quotes_down():
 def test_inventory_strategy_shifts_reservation_price_against_inventory():
     def quotes(pos):
         h = KernelHarness(strategy={"name": "inventory"})
-        h.st["ledger_fixed"] = h.st["position_fixed"] = round(pos * FIXED)
+        h.set_position(pos)
         t0 = time.time_ns() - 4 * 10**9
         for i in range(30):  # build a volatility estimate: ticks 100 ms apart (exchange time)
             d = 3.0 * (1 if i % 2 else -1)
@@ -308,7 +308,7 @@ def test_paused_cancels_and_blocks_quotes():
     h = KernelHarness()
     h.publish(BID, ASK)
     h.run()
-    h.st["paused"] = 1
+    h.mail(K.MB_PAUSED, 1)
     h.publish(BID + 100, ASK + 100)
     h.run()
     assert h.open_orders() == []
@@ -330,7 +330,7 @@ def test_latency_histograms_count_every_accepted_tick():
 
 def test_position_breach_latches_breaker():
     h = KernelHarness(risk={"max_position_btc": 0.15})
-    h.st["ledger_fixed"] = h.st["position_fixed"] = round(0.1 * FIXED)
+    h.set_position(0.1)
     h.publish(BID, ASK)
     h.run()
     _, ask = h.quotes()
@@ -341,3 +341,41 @@ def test_position_breach_latches_breaker():
     h.run()
     assert int(h.st["latched"]) == 1
     assert [e[2] for e in h.events(K.EV_RISK_TRIP)] == [K.TRIP_POSITION_BREACH]
+
+
+def test_mailbox_reset_closes_a_latched_breaker_and_trip_latches_it():
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    h.mail(K.MB_TRIP_REASON, K.TRIP_DAILY_LOSS)
+    h.mail(K.MB_TRIP_SEQ, 1)
+    h.run(idle_ns=1_000_000)
+    assert int(h.st["latched"]) == 1 and int(h.m["circuit_breaker_state"]) == 2
+    assert int(h.m["circuit_breaker_latched"]) == 1 and h.open_orders() == []
+    assert [e[2] for e in h.events(K.EV_RISK_TRIP)] == [K.TRIP_DAILY_LOSS]
+    h.mail(K.MB_RESET_SEQ, 1)
+    h.run(idle_ns=1_000_000)
+    assert int(h.st["latched"]) == 0 and int(h.m["circuit_breaker_state"]) == 0
+    assert int(h.m["circuit_breaker_latched"]) == 0
+    ev = h.events(K.EV_BREAKER)
+    assert (ev[-1][2], ev[-1][3], ev[-1][4]) == (K.BREAKER_OPEN, K.BREAKER_CLOSED, K.CAUSE_MANUAL)
+    h.publish(BID + 40, ASK + 40)
+    h.run()
+    assert h.open_orders()  # quoting again
+
+
+def test_mailbox_stop_returns_from_the_kernel():
+    h = KernelHarness()
+    h.mail(K.MB_STOP, 1)
+    t = time.monotonic()
+    h._call(time.time_ns() + 10 * 10**9)  # would idle for 10 s without the stop word
+    assert time.monotonic() - t < 1.0
+
+
+def test_event_buffer_overflow_is_counted_not_blocking():
+    h = KernelHarness(validation={"max_spread_bps": 0.1}, breaker={"failure_threshold": 10**6})
+    for _ in range(K.EVENT_CAPACITY + 50):
+        h.publish(BID, ASK)  # every snapshot rejected: one event each
+        h.run()
+    assert int(h.m["log_events_dropped_total"]) >= 50
+    assert int(h.m["ticks_rejected_total"].sum()) == K.EVENT_CAPACITY + 50

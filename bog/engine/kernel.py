@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from bog.config import Config
-from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire
+from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire, store_release
 from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     FILL_LIQ_MAKER,
@@ -62,14 +62,26 @@ BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN = 0, 1, 2
 FEED_FRESH, FEED_STALE, FEED_OFFLINE = 0, 1, 2
 STRAT_SIMPLE, STRAT_INVENTORY = 0, 1
 
-# Event records: int64[EV_WORDS] = [type, ts_ns, a, b, c, d, e, f]
+# Event buffer: 1-D int64 words. Words 0..7 are control (head written by the kernel thread,
+# tail by the Python thread); event i lives at EV_WORDS * (1 + i % EVENT_CAPACITY):
+# [type, ts_ns, a, b, c, d, e, f].
 EV_WORDS = 8
 EVENT_CAPACITY = 4096
+EVC_HEAD, EVC_TAIL, EVC_DROPPED = 0, 1, 2
+
+# Mailbox: 1-D int64 words written by the Python thread, read by the kernel (acquire loads)
+MB_STOP = 0  # nonzero: engine_run returns
+MB_POSITION = 1  # tracked position (fixed), published after each fill drain
+MB_PAUSED = 2  # 1 = paused by bogctl
+MB_RESET_SEQ = 3  # incremented per 'bogctl breaker reset'
+MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss)
+MB_TRIP_REASON = 5
+MB_WORDS = 8
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
  EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN, EV_RISK_TRIP,
  EV_DUPLICATE) = range(14)
 # breaker transition causes (EV_BREAKER c)
-CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK = range(5)
+CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK, CAUSE_MANUAL = range(6)
 
 # Risk trips that latch the breaker open until 'bogctl breaker reset'
 TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = 0, 1, 2
@@ -112,7 +124,6 @@ ENGINE_PARAMS = np.dtype(
         ("breaker_cooldown_ns", "<i8"),
         ("breaker_successes", "<i8"),
         ("allow_locked", "<i8"),
-        ("stop_fill_drain", "<i8"),
         ("spread_bps", "<f8"),
         ("min_market_spread_bps", "<f8"),
         ("max_market_spread_bps", "<f8"),
@@ -169,12 +180,8 @@ ENGINE_STATE = np.dtype(
         ("opened_ns", "<i8"),
         ("half_open_ok", "<i8"),
         ("paused", "<i8"),
-        ("trip_request", "<i8"),  # -1 none, else TRIP_* (set by Python: daily loss)
-        # control flow
-        ("fill_pending", "<i8"),
-        ("ev_head", "<i8"),
-        ("ev_tail", "<i8"),
-        ("ev_dropped", "<i8"),
+        ("reset_seen", "<i8"),  # last MB_RESET_SEQ applied
+        ("trip_seen", "<i8"),  # last MB_TRIP_SEQ applied
     ]
 )
 
@@ -202,7 +209,6 @@ def make_params(cfg: Config) -> np.ndarray:
     r["breaker_cooldown_ns"] = int(b.cooldown_s * 1e9)
     r["breaker_successes"] = b.half_open_successes
     r["allow_locked"] = int(v.allow_locked)
-    r["stop_fill_drain"] = int(x.fault_stop_fill_drain)
     r["spread_bps"] = s.spread_bps
     r["min_market_spread_bps"] = s.min_market_spread_bps
     r["max_market_spread_bps"] = s.max_market_spread_bps
@@ -230,7 +236,6 @@ def make_state() -> np.ndarray:
     st = np.zeros(1, ENGINE_STATE)
     st[0]["next_order_id"] = 1
     st[0]["next_fill_id"] = 1
-    st[0]["trip_request"] = -1
     return st
 
 
@@ -242,23 +247,27 @@ class Buffers:
         self.snap_words = self.snap.view(np.int64)
         self.orders = np.zeros(MAX_ORDERS, ORDER)
         self.fill = np.zeros(FILL_WORDS, np.int64)
-        self.events = np.zeros((EVENT_CAPACITY, EV_WORDS), np.int64)
+        self.events = np.zeros((EVENT_CAPACITY + 1) * EV_WORDS, np.int64)
+        self.mailbox = np.zeros(MB_WORDS, np.int64)
 
 
 # ---- small helpers -------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True, inline="always")
 def _event(st, events, typ, ts, a, b, c, d):
-    if st.ev_head - st.ev_tail >= events.shape[0]:
-        st.ev_dropped += 1
+    """Append an event for the Python thread (SPSC); counted and dropped when full."""
+    head = events[EVC_HEAD]
+    cap = events.shape[0] // EV_WORDS - 1
+    if head - load_acquire(events, EVC_TAIL) >= cap:
+        events[EVC_DROPPED] += 1
         return
-    i = st.ev_head % events.shape[0]
-    events[i, 0] = typ
-    events[i, 1] = ts
-    events[i, 2] = a
-    events[i, 3] = b
-    events[i, 4] = c
-    events[i, 5] = d
-    st.ev_head += 1
+    base = EV_WORDS * (1 + head % cap)
+    events[base] = typ
+    events[base + 1] = ts
+    events[base + 2] = a
+    events[base + 3] = b
+    events[base + 4] = c
+    events[base + 5] = d
+    store_release(events, EVC_HEAD, head + 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -304,9 +313,6 @@ def breaker_success(st, p, m, events, now):
 @nb.njit(cache=True, nogil=True)
 def breaker_poll(st, p, m, events, now):
     """Open -> Half-Open after the cooldown, unless a risk trip latched it."""
-    if st.trip_request >= 0:
-        trip(st, m, events, now, st.trip_request)
-        st.trip_request = -1
     if st.breaker == BREAKER_OPEN and st.latched == 0 and now - st.opened_ns >= p.breaker_cooldown_ns:
         _breaker_set(st, m, events, BREAKER_HALF_OPEN, now, CAUSE_COOLDOWN)
 
@@ -448,8 +454,6 @@ def _emit_fill(st, p, m, orders, i, qty, now, liquidity, fill, fctrl, fwords, ev
     st.ledger_fixed += o.side * qty  # the executor's own ledger, drop or not
     m.fills_generated_total += 1
     m.last_fill_ns = now
-    if p.stop_fill_drain == 0:
-        st.fill_pending = 1
     if not fills_push(fctrl, fwords, fill):
         m.fills_dropped_total += 1
         _event(st, events, EV_FILL_DROPPED, now, o.order_id, o.side, qty, o.price)
@@ -694,6 +698,33 @@ def _record_tick(m, snap, t0, t1, t2):
 
 
 @nb.njit(cache=True, nogil=True)
+def apply_mailbox(st, m, orders, events, mb, now):
+    """Requests from the Python thread (bogctl control, risk trips, tracked position)."""
+    st.position_fixed = load_acquire(mb, MB_POSITION)
+    paused = load_acquire(mb, MB_PAUSED)
+    if paused != st.paused:
+        st.paused = paused
+        m.paused = paused
+        if paused == 1:
+            cancel_all(st, m, orders, events, now)
+    reset = load_acquire(mb, MB_RESET_SEQ)
+    if reset != st.reset_seen:
+        st.reset_seen = reset
+        st.latched = 0
+        st.failures = 0
+        st.window_start_ns = now
+        if st.breaker != BREAKER_CLOSED:
+            _breaker_set(st, m, events, BREAKER_CLOSED, now, CAUSE_MANUAL)
+        else:
+            _event(st, events, EV_BREAKER, now, BREAKER_CLOSED, BREAKER_CLOSED, CAUSE_MANUAL, 0)
+        m.circuit_breaker_latched = 0
+    tr = load_acquire(mb, MB_TRIP_SEQ)
+    if tr != st.trip_seen:
+        st.trip_seen = tr
+        trip(st, m, events, now, load_acquire(mb, MB_TRIP_REASON))
+
+
+@nb.njit(cache=True, nogil=True)
 def idle(st, p, m, orders, events, now):
     """No new snapshot: track staleness (Fresh -> Stale -> Offline) and the breaker."""
     if st.last_tick_ns == 0:
@@ -720,10 +751,11 @@ def idle(st, p, m, orders, events, now):
 
 @nb.njit(cache=True, nogil=True)
 def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders, quote,
-               fill, fctrl, fwords, events, stop_ns):
-    """Process ticks until ``stop_ns``, a fill, or the event buffer half full.
+               fill, fctrl, fwords, events, mb, stop_ns):
+    """Process ticks until ``stop_ns`` or until the mailbox says stop.
 
-    Returns the number of ticks processed.
+    Runs in the engine's hot thread (GIL released) while the Python thread drains fills and
+    events concurrently. Returns the number of ticks processed.
     """
     st = st_arr[0]
     p = p_arr[0]
@@ -731,7 +763,6 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
     snap = snap_arr[0]
     cap = tctrl[RING_CAPACITY]
     n = 0
-    half = events.shape[0] // 2
     while True:
         head = load_acquire(tctrl, RING_HEAD)
         if st.next_pos < head:
@@ -751,16 +782,17 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 continue  # lapped while copying: the overrun branch resyncs
             st.next_pos += 1
             t0 = clock_ns(CLOCK_REALTIME)
+            apply_mailbox(st, m, orders, events, mb, t0)
             process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
             n += 1
-            if st.fill_pending == 1 or st.ev_head - st.ev_tail >= half or t0 >= stop_ns:
-                st.fill_pending = 0
-                m.log_events_dropped_total = st.ev_dropped
+            if t0 >= stop_ns or load_acquire(mb, MB_STOP) != 0:
+                m.log_events_dropped_total = events[EVC_DROPPED]
                 return n
         else:
             now = clock_ns(CLOCK_REALTIME)
+            apply_mailbox(st, m, orders, events, mb, now)
             idle(st, p, m, orders, events, now)
-            if now >= stop_ns or st.ev_head - st.ev_tail >= half:
-                m.log_events_dropped_total = st.ev_dropped
+            if now >= stop_ns or load_acquire(mb, MB_STOP) != 0:
+                m.log_events_dropped_total = events[EVC_DROPPED]
                 return n
             cpu_relax()

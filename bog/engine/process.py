@@ -1,16 +1,26 @@
 """bog-engine: strategy and paper execution on every tick of the ticks ring.
 
-Lifecycle: ``startup`` (pin; rebuild position and PnL from the journal, including fills a
-crashed engine left in its fill queue; create the fill queue, metrics and control blocks;
-attach the ticks ring; compile the kernel) -> ``main_loop`` (the numba kernel runs ticks;
-between calls Python drains fills into the journal and position tracking, turns kernel events
-into log lines, and does housekeeping) -> ``shutdown`` (cancel quotes, close, unlink).
+Two threads, so the hot path never waits for Python:
+- the **hot thread**, pinned to the engine core (optionally SCHED_FIFO), runs the numba kernel
+  ``engine_run`` with the GIL released: it busy-polls the ticks ring and never returns while
+  running;
+- the **main thread**, pinned to the housekeeping core, drains the fill queue into the journal
+  and position tracking every millisecond, turns kernel events into log lines and journal
+  entries, and does housekeeping (heartbeat, watchdog, bogctl control, reconciliation, daily
+  reset, feed re-attachment). It talks to the kernel only through lock-free single-producer
+  structures: the fill queue (shm), the event buffer and the mailbox.
+
+Lifecycle: ``startup`` (rebuild position and PnL from the journal, including fills a crashed
+engine left in its fill queue; create the fill queue, metrics and control blocks; compile the
+kernel; attach the ticks ring; start the hot thread) -> ``main_loop`` -> ``shutdown`` (stop the
+hot thread, cancel quotes, drain, close, unlink).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -19,7 +29,7 @@ from bog.engine import kernel as K
 from bog.engine.journal import Journal, recover
 from bog.engine.position import PositionTracker
 from bog.log import RateLimiter
-from bog.process import Service, set_realtime
+from bog.process import Service, pin_to_core, set_realtime
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import (
@@ -58,6 +68,10 @@ class _NoFeed:
         self.epoch = 0
 
 
+DRAIN_PERIOD_S = 0.001  # main thread: fill queue and event buffer polling
+FOREVER_NS = 1 << 62
+
+
 def journal_path(cfg, instance: str) -> str:
     base = os.environ.get("BOG_STATE_DIR") or cfg.execution.journal_dir
     return os.path.join(base, instance, "journal.jsonl")
@@ -71,14 +85,20 @@ class EngineService(Service):
         cfg = self.cfg
         self.names = SegmentNames(self.instance)
         self.metrics = self.fills = self.control = self.journal = None
-        self.pin(cfg.process.engine_core)
-        set_realtime(cfg.process.engine_realtime_priority)
+        self.hot = None
         self.params = K.make_params(cfg)
         self.state = K.make_state()
         self.buf = K.Buffers()
         self.quote = np.zeros(2, np.int64)
         self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
         self.limiter = RateLimiter(burst=5, period_s=10.0)
+        self.mb = self.buf.mailbox
+        self.ev = self.buf.events
+        self._hot_returns = 0
+        self._hot_stop = False
+        self._hot_error: BaseException | None = None
+        self._hot_pinned = threading.Event()
+        self._last_drift = 0
 
         # The metrics block first: it is how a live engine is detected (create() refuses).
         self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
@@ -91,10 +111,11 @@ class EngineService(Service):
         st = self.state[0]
         st["position_fixed"] = self.tracker.position_fixed
         st["ledger_fixed"] = self.tracker.position_fixed
+        self.mb[K.MB_POSITION] = self.tracker.position_fixed
         m = self.metrics.m[0]
         m["pid"] = os.getpid()
         m["start_ns"] = self.started_ns
-        m["core"] = self.core
+        m["core"] = -1
         m["fill_queue_capacity"] = cfg.execution.fill_queue_size
         m["max_position_btc"] = cfg.risk.max_position_btc
         m["max_daily_loss_usd"] = cfg.risk.max_daily_loss_usd
@@ -108,10 +129,48 @@ class EngineService(Service):
         self._last_reconcile = time.monotonic()
         self._seen_reset = int(self.ctl[0]["breaker_reset_requests"])
         self._seen_reconcile = int(self.ctl[0]["reconcile_requests"])
+        self.hot = threading.Thread(target=self._hot_loop, name="bog-engine-hot", daemon=True)
+        self.hot.start()
+        self._hot_pinned.wait(10)  # until the hot thread has pinned itself
+        hot_core = self.core
+        # then this (main) thread moves to the housekeeping core; threads pin individually
+        self.housekeeping_core = pin_to_core(cfg.process.engine_housekeeping_core)
+        self.core = hot_core
         m["heartbeat_ns"] = time.time_ns()
         m["running"] = 1
         for seg in (self.metrics.segment, self.fills.segment, self.control):
             seg.mark_ready()
+
+    # -- hot thread -------------------------------------------------------------------------
+    def _hot_loop(self) -> None:
+        """The engine's hot thread: pinned, the kernel runs until the mailbox says stop."""
+        try:
+            core = pin_to_core(self.cfg.process.engine_core)  # this thread only
+            set_realtime(self.cfg.process.engine_realtime_priority)
+            self.core = core
+            self.metrics.m[0]["core"] = core
+            self._hot_pinned.set()
+            while not self._hot_stop:
+                self._run_kernel(FOREVER_NS)
+                self._hot_returns += 1
+                while self.mb[K.MB_STOP] and not self._hot_stop:
+                    time.sleep(0.0002)  # parked while the main thread swaps the feed ring
+        except BaseException as e:  # reported by the main thread
+            self._hot_error = e
+            self.should_exit = True
+            self._hot_pinned.set()
+
+    def _park_hot(self) -> None:
+        """Stop the kernel and wait until the hot thread is parked (not touching the ring)."""
+        if self.hot is None or not self.hot.is_alive():
+            return
+        seen = self._hot_returns
+        self.mb[K.MB_STOP] = 1
+        while self._hot_returns == seen and self.hot.is_alive():
+            time.sleep(0.0002)
+
+    def _unpark_hot(self) -> None:
+        self.mb[K.MB_STOP] = 0
 
     def _recover(self) -> PositionTracker:
         """Rebuild position/PnL from the journal plus fills stranded in a dead engine's queue."""
@@ -160,7 +219,7 @@ class EngineService(Service):
         next_hk = time.time_ns() + period_ns
         stop_drain = self.cfg.execution.fault_stop_fill_drain
         while not self.should_exit:
-            self._run_kernel(next_hk)
+            time.sleep(DRAIN_PERIOD_S)
             if not stop_drain:
                 self.drain_fills()
             self.drain_events()
@@ -168,12 +227,15 @@ class EngineService(Service):
             if now >= next_hk:
                 self.housekeeping()
                 next_hk = now + period_ns
+        if self._hot_error is not None:
+            raise RuntimeError(f"engine hot thread failed: {self._hot_error!r}")
 
     def _run_kernel(self, stop_ns: int) -> int:
         b = self.buf
         return K.engine_run(self.state, self.params, self.metrics.m, self.ring.ctrl,
                             self.ring.words, b.snap, b.snap_words, b.orders, self.quote,
-                            b.fill, self.fills.ctrl, self.fills.words, b.events, stop_ns)
+                            b.fill, self.fills.ctrl, self.fills.words, b.events, b.mailbox,
+                            stop_ns)
 
     # -- fills ------------------------------------------------------------------------------
     def drain_fills(self) -> int:
@@ -191,9 +253,13 @@ class EngineService(Service):
         if total:
             self._publish_position()
             if (self.tracker.daily_pnl <= -self.cfg.risk.max_daily_loss_usd
-                    and self.state[0]["latched"] == 0):
-                self.state[0]["trip_request"] = K.TRIP_DAILY_LOSS
+                    and int(self.state[0]["latched"]) == 0):
+                self._request_trip(K.TRIP_DAILY_LOSS)
         return total
+
+    def _request_trip(self, reason: int) -> None:
+        self.mb[K.MB_TRIP_REASON] = reason
+        self.mb[K.MB_TRIP_SEQ] += 1  # after the reason: the kernel reads seq, then reason
 
     def _journal_and_apply(self, tracker: PositionTracker, r) -> None:
         side, qty, price_fixed = int(r["side"]), int(r["qty"]), int(r["price"])
@@ -210,7 +276,7 @@ class EngineService(Service):
 
     def _publish_position(self) -> None:
         t = self.tracker
-        self.state[0]["position_fixed"] = t.position_fixed
+        self.mb[K.MB_POSITION] = t.position_fixed
         m = self.metrics.m[0]
         m["position_btc"] = t.position
         m["entry_price_usd"] = t.entry_price
@@ -223,15 +289,15 @@ class EngineService(Service):
 
     # -- events -> logs and journal -----------------------------------------------------------
     def drain_events(self) -> None:
-        st = self.state[0]
-        head, tail = int(st["ev_head"]), int(st["ev_tail"])
+        ev = self.ev
+        head, tail = int(ev[K.EVC_HEAD]), int(ev[K.EVC_TAIL])
         if head == tail:
             return
-        ev = self.buf.events
-        cap = ev.shape[0]
+        rows = ev.reshape(-1, K.EV_WORDS)[1:]
+        cap = rows.shape[0]
         for i in range(tail, head):
-            self._handle_event(ev[i % cap])
-        st["ev_tail"] = head
+            self._handle_event(rows[i % cap])
+        ev[K.EVC_TAIL] = head  # hands the slots back to the kernel
 
     def _say(self, key: str, level: int, msg: str, *args) -> None:
         ok, suppressed = self.limiter.allow(key)
@@ -266,6 +332,9 @@ class EngineService(Service):
             self._say(f"reject{a}", logging.WARNING,
                       "Rejected snapshot seq %d: %s (bid %.2f ask %.2f)", d, REJECT_REASONS[a],
                       b / FIXED, c / FIXED)
+        elif typ == K.EV_BREAKER and c == K.CAUSE_MANUAL:
+            log.warning("Circuit breaker reset by bogctl (was %s%s)", BREAKER_STATES[a],
+                        ", latched" if d else "")
         elif typ == K.EV_BREAKER:
             level = logging.CRITICAL if b == K.BREAKER_OPEN else logging.WARNING
             log.log(level, "Circuit breaker %s -> %s (%s)%s", BREAKER_STATES[a],
@@ -317,15 +386,23 @@ class EngineService(Service):
                         self.limiter.period_s)
 
     def reconcile(self) -> None:
-        """Compare tracked position (+ fills still queued) with the executor's ledger."""
+        """Compare tracked position (+ fills still queued) with the executor's ledger.
+
+        The hot thread may be between updating its ledger and queueing a fill while this
+        reads, so a drift is corrected only when two consecutive checks find the same one.
+        """
         st = self.state[0]
+        ledger = int(st["ledger_fixed"])
         n = fills_peek_into(self.fills.ctrl, self.fills.words, self.fill_out)
         q = self.fill_out[:n].view(FILL).reshape(-1)
         pending = int((q["side"] * q["qty"]).sum()) if n else 0
-        drift = int(st["ledger_fixed"]) - (self.tracker.position_fixed + pending)
+        drift = ledger - (self.tracker.position_fixed + pending)
+        confirmed = drift != 0 and drift == self._last_drift
+        self._last_drift = drift
         self.metrics.m[0]["position_drift_btc"] = drift / FIXED
-        if drift == 0:
+        if not confirmed:
             return
+        self._last_drift = 0
         before = self.tracker.position_fixed
         self.tracker.correct(before + drift)
         self.journal.correction(drift, self.tracker.position_fixed, time.time_ns(),
@@ -334,31 +411,18 @@ class EngineService(Service):
         self._publish_position()
         log.warning("Position correction: tracked %.9f BTC, executor ledger %.9f BTC "
                     "(%.9f queued), corrected by %+.9f BTC", before / FIXED,
-                    int(st["ledger_fixed"]) / FIXED, pending / FIXED, drift / FIXED)
+                    ledger / FIXED, pending / FIXED, drift / FIXED)
 
     def _check_control(self) -> None:
         c = self.ctl[0]
-        st = self.state[0]
-        m = self.metrics.m[0]
         req = int(c["breaker_reset_requests"])
         if req != self._seen_reset:
             self._seen_reset = req
-            was = BREAKER_STATES[int(st["breaker"])]
-            st["breaker"] = K.BREAKER_CLOSED
-            st["latched"] = 0
-            st["failures"] = 0
-            st["window_start_ns"] = time.time_ns()
-            m["circuit_breaker_state"] = K.BREAKER_CLOSED
-            m["circuit_breaker_latched"] = 0
-            log.warning("Circuit breaker reset by bogctl (was %s)", was)
+            self.mb[K.MB_RESET_SEQ] += 1  # the kernel closes the breaker and logs it
         paused = 1 if int(c["pause_requested"]) else 0
-        if paused != int(st["paused"]):
-            st["paused"] = paused
-            m["paused"] = paused
+        if paused != int(self.mb[K.MB_PAUSED]):
+            self.mb[K.MB_PAUSED] = paused  # the kernel cancels quotes and stops quoting
             log.warning("Trading %s by bogctl", "paused (quotes cancelled)" if paused else "resumed")
-            if paused:
-                K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders, self.buf.events,
-                                    time.time_ns())
         rq = int(c["reconcile_requests"])
         if rq != self._seen_reconcile:
             self._seen_reconcile = rq
@@ -375,17 +439,20 @@ class EngineService(Service):
         except seg_mod.SegmentError:
             if self.ring.segment is not None:  # feed went away: fall back to "no feed"
                 log.error("feed ring %s closed or gone; waiting for the feed", self.names.ticks)
-                self.ring.close(unlink=False)
+                self._park_hot()
+                old = self.ring
                 self.ring = _NoFeed()
                 self.state[0]["next_pos"] = 0
+                self._unpark_hot()
+                old.close(unlink=False)
             elif first:
                 log.warning("feed not running yet (%s missing); waiting for it", self.names.ticks)
             return
         if ring.segment.state != seg_mod.STATE_READY:
             ring.close(unlink=False)
             return
-        if self.ring.segment is not None:
-            self.ring.close(unlink=False)
+        self._park_hot()  # the kernel must not read the ring while it is swapped
+        old = self.ring
         st = self.state[0]
         if self.feed_epoch and ring.epoch != self.feed_epoch:
             self.metrics.m[0]["feed_restarts_total"] += 1
@@ -395,10 +462,17 @@ class EngineService(Service):
         self.ring = ring
         st["next_pos"] = max(ring.head - 1, 0)  # start from the newest snapshot
         st["have_seq"] = 0
+        self._unpark_hot()
+        if old.segment is not None:
+            old.close(unlink=False)
         log.info("attached to feed ring %s (capacity %d)", self.names.ticks, ring.capacity)
 
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:
+        if self.hot is not None:
+            self._hot_stop = True
+            self.mb[K.MB_STOP] = 1
+            self.hot.join(10)
         if self.metrics is not None and self.fills is not None:
             n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
                                     self.buf.events, time.time_ns())
