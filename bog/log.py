@@ -1,15 +1,20 @@
 """Logging for every bog process: greppable lines, journald priorities, rate limiting.
 
-- Under systemd (``$JOURNAL_STREAM`` set) each stderr line is prefixed with its syslog
-  priority (``<3>`` ...) so ``journalctl -p err`` filters correctly.
-- Otherwise human-readable lines go to stderr and to ``<log_dir>/bog.log`` (rotated, 0600),
-  which is where the guide's ``grep "Circuit breaker" logs/bog.log`` looks.
-- Every line carries instance, process and market. ``BOG_LOG_JSON=1`` switches to JSON lines.
+- Under systemd (``$JOURNAL_STREAM`` names our stderr) each stderr line is prefixed with its
+  syslog priority (``<3>`` ...) so ``journalctl -p err`` filters correctly; every line of a
+  multi-line message (a traceback) carries it, so ``-p err`` shows the whole traceback.
+- Otherwise human-readable lines go to stderr and to ``<log_dir>/bog.log`` (rotated at 20 MB,
+  5 kept, 0600), which is where the guide's ``grep "Circuit breaker" logs/bog.log`` looks.
+  The feed, engine, monitor and supervisor all append to that one file; rotation is
+  coordinated through a lock file so no process keeps writing into a rotated-away file.
+- Every line carries instance, process and market. ``BOG_LOG_JSON=1`` switches to JSON lines
+  (``ts``, ``level``, ``msg``, ``instance``, ``process``, ``market``, ``pid``, ``logger``).
 - ``RateLimiter`` collapses storms (gap storms) into one line plus "suppressed N similar".
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import logging.handlers
 import os
@@ -51,10 +56,75 @@ class _TextFormatter(logging.Formatter):
         ctx = f"instance={record.instance} process={record.bogproc} market={record.market}"
         if self.journald:
             # journald adds its own timestamp and identifier
-            return f"<{_PRIORITY.get(record.levelno, 6)}>{record.levelname} {msg} [{ctx}]"
+            return _prefix_lines(f"{record.levelname} {msg} [{ctx}]", record.levelno)
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         ms = int(record.msecs)
         return f"{ts}.{ms:03d}Z {record.levelname:<8} bog-{record.bogproc}[{record.process}] {msg} [{ctx}]"
+
+
+def _prefix_lines(text: str, levelno: int) -> str:
+    """``<N>`` on every line: journald reads each line of a stream as its own entry."""
+    p = f"<{_PRIORITY.get(levelno, 6)}>"
+    return p + text.replace("\n", "\n" + p)
+
+
+def journald_stderr() -> bool:
+    """True when stderr is the journal stream systemd connected (``$JOURNAL_STREAM``).
+
+    Compares the variable's ``device:inode`` with stderr's, as sd_journal_stream_fd(3) asks:
+    a child whose stderr was redirected (``bog run 2>file`` under a service) must not write
+    ``<N>`` prefixes into a file.
+    """
+    val = os.environ.get("JOURNAL_STREAM", "")
+    if not val:
+        return False
+    try:
+        dev, ino = (int(x) for x in val.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
+    """Append-only log file shared by several processes, rotated safely.
+
+    ``RotatingFileHandler`` in several processes loses lines: one process renames the file
+    and the others keep appending to the renamed one. Here every process reopens the file
+    when its inode changed (``WatchedFileHandler``), and rotation happens under an exclusive
+    ``flock`` on ``<file>.lock``, only if the file is still the one that grew past the limit.
+    """
+
+    def __init__(self, filename: str, max_bytes: int = 20 << 20, backup_count: int = 5):
+        super().__init__(filename, mode="a", encoding="utf-8", delay=False)
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.lock_path = self.baseFilename + ".lock"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is not None and self.stream.tell() >= self.max_bytes:
+                self._rotate()
+        except OSError:
+            pass
+        super().emit(record)  # reopens if another process rotated the file
+
+    def _rotate(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st = os.stat(self.baseFilename)
+            except FileNotFoundError:
+                return
+            if (st.st_dev, st.st_ino) != (self.dev, self.ino) or st.st_size < self.max_bytes:
+                return  # someone else rotated already; emit() reopens
+            for i in range(self.backup_count - 1, 0, -1):
+                src, dst = f"{self.baseFilename}.{i}", f"{self.baseFilename}.{i + 1}"
+                if os.path.exists(src):
+                    os.replace(src, dst)
+            os.replace(self.baseFilename, self.baseFilename + ".1")
+        finally:
+            os.close(fd)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -73,6 +143,8 @@ class _JsonFormatter(logging.Formatter):
             "pid": record.process,
             "logger": record.name,
         }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
         line = orjson.dumps(doc).decode()
         return f"<{_PRIORITY.get(record.levelno, 6)}>{line}" if self.journald else line
 
@@ -80,7 +152,7 @@ class _JsonFormatter(logging.Formatter):
 def setup_logging(process: str, instance: str, market: str = "-", log_dir: str | None = "logs",
                   level: int = logging.INFO) -> logging.Logger:
     """Configure the root logger for one bog process; returns the ``bog`` logger."""
-    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    journald = journald_stderr()
     as_json = os.environ.get("BOG_LOG_JSON", "") not in ("", "0", "false")
     fmt_cls = _JsonFormatter if as_json else _TextFormatter
     root = logging.getLogger()
@@ -88,16 +160,19 @@ def setup_logging(process: str, instance: str, market: str = "-", log_dir: str |
         root.removeHandler(h)
     root.setLevel(level)
     ctx = _ContextFilter(instance, process, market)
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(fmt_cls(journald))
-    err.addFilter(ctx)
-    root.addHandler(err)
+    # BOG_LOG_STDERR=0 (set by ``bogctl start`` for a detached ``bog run``): the file only
+    to_stderr = journald or not log_dir or os.environ.get("BOG_LOG_STDERR", "1") not in ("0", "false")
+    if to_stderr:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(fmt_cls(journald))
+        err.addFilter(ctx)
+        root.addHandler(err)
     if log_dir and not journald:
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
         path = os.path.join(log_dir, "bog.log")
         old = os.umask(0o077)
         try:
-            fh = logging.handlers.RotatingFileHandler(path, maxBytes=20 << 20, backupCount=5)
+            fh = SharedRotatingFileHandler(path)
         finally:
             os.umask(old)
         fh.setFormatter(fmt_cls(False))
