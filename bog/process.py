@@ -7,6 +7,7 @@ The first SIGINT/SIGTERM asks for a graceful stop; a second one exits at once.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -59,8 +60,17 @@ def pin_to_core(core: int) -> int:
 
 
 def set_realtime(priority: int) -> bool:
+    """SCHED_FIFO at ``priority``; under systemd the unit sets it (CPUSchedulingPolicy=)."""
     if priority <= 0:
         return False
+    try:
+        if (os.sched_getscheduler(0) == os.SCHED_FIFO
+                and os.sched_getparam(0).sched_priority >= priority):
+            log.info("real-time scheduling SCHED_FIFO priority %d (set by the service manager)",
+                     os.sched_getparam(0).sched_priority)
+            return True
+    except OSError:
+        pass
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
         log.info("real-time scheduling SCHED_FIFO priority %d", priority)
@@ -89,6 +99,10 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:
         setproctitle.setproctitle(f"bog-{self.name}")
+        # A hung process killed by systemd's watchdog (SIGABRT) or a crash in native code
+        # leaves its Python stack on stderr, i.e. in the journal.
+        if not faulthandler.is_enabled():
+            faulthandler.enable()
         self.install_signal_handlers()
         try:
             self.startup()
