@@ -143,7 +143,9 @@ class Service:
         if not self._watchdog_usec:
             return
         now = time.monotonic()
-        if now - self._last_watchdog >= self._watchdog_usec / 2e6:
+        # every quarter of WatchdogSec (not half): a loaded machine can delay one ping by
+        # more than WatchdogSec/2, and a ping is one datagram
+        if now - self._last_watchdog >= self._watchdog_usec / 4e6:
             self._last_watchdog = now
             sd_notify("WATCHDOG=1")
 
