@@ -127,6 +127,9 @@ class ProcessConfig:
     feed_core: int = opt(0, -1, 1023, doc="CPU for the feed, -1 = do not pin")
     engine_core: int = opt(1, -1, 1023, doc="CPU for the engine's hot thread, -1 = do not pin")
     engine_housekeeping_core: int = opt(0, -1, 1023, doc="CPU for the engine's Python thread")
+    engine_idle_sleep_us: float = opt(0.0, 0.0, 100_000.0,
+                                      doc="0 = busy-poll the ring (lowest latency, a full core); "
+                                          "else sleep this long per poll after 1 ms without ticks")
     monitor_core: int = opt(0, -1, 1023, doc="CPU for the monitor, -1 = do not pin")
     engine_realtime_priority: int = opt(0, 0, 99, doc="SCHED_FIFO priority, 0 = normal")
     housekeeping_ms: float = opt(50.0, 1.0, 10_000.0, doc="housekeeping period")

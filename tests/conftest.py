@@ -202,4 +202,7 @@ def to_toml(data: dict) -> str:
 
 
 # Quick housekeeping and reconciliation for end-to-end tests.
-FAST = {"process": {"housekeeping_ms": 20.0}, "execution": {"reconcile_every_s": 0.2}}
+# Idle back-off keeps many test engines from each spinning a core (the kernel logic is the same;
+# test_bench covers the default busy-poll).
+FAST = {"process": {"housekeeping_ms": 20.0, "engine_idle_sleep_us": 200.0},
+        "execution": {"reconcile_every_s": 0.2}}

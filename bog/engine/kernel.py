@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 
 from bog.config import Config
-from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire, store_release
+from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire, sleep_ns, store_release
 from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     FILL_LIQ_MAKER,
@@ -88,6 +88,7 @@ TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = 0, 1, 2
 TRIP_NAMES = ("daily loss limit hit", "fills dropped", "position limit breached")
 
 ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
+IDLE_SPIN_NS = 1_000_000  # with idle back-off on: keep spinning this long after a tick
 MAX_ORDERS = 64
 
 ORDER = np.dtype(
@@ -124,6 +125,7 @@ ENGINE_PARAMS = np.dtype(
         ("breaker_cooldown_ns", "<i8"),
         ("breaker_successes", "<i8"),
         ("allow_locked", "<i8"),
+        ("idle_sleep_ns", "<i8"),  # 0 = busy-poll; else sleep this long per idle poll
         ("spread_bps", "<f8"),
         ("min_market_spread_bps", "<f8"),
         ("max_market_spread_bps", "<f8"),
@@ -209,6 +211,7 @@ def make_params(cfg: Config) -> np.ndarray:
     r["breaker_cooldown_ns"] = int(b.cooldown_s * 1e9)
     r["breaker_successes"] = b.half_open_successes
     r["allow_locked"] = int(v.allow_locked)
+    r["idle_sleep_ns"] = int(cfg.process.engine_idle_sleep_us * 1e3)
     r["spread_bps"] = s.spread_bps
     r["min_market_spread_bps"] = s.min_market_spread_bps
     r["max_market_spread_bps"] = s.max_market_spread_bps
@@ -795,4 +798,7 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
             if now >= stop_ns or load_acquire(mb, MB_STOP) != 0:
                 m.log_events_dropped_total = events[EVC_DROPPED]
                 return n
-            cpu_relax()
+            if p.idle_sleep_ns > 0 and now - st.last_tick_ns > IDLE_SPIN_NS:
+                sleep_ns(p.idle_sleep_ns)  # idle back-off (config), never between busy ticks
+            else:
+                cpu_relax()

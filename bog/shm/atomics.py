@@ -104,6 +104,28 @@ def clock_ns(typingctx, clock_id):
 
 
 @intrinsic
+def sleep_ns(typingctx, ns):
+    """``nanosleep`` for ``ns`` nanoseconds (gives the core away; for idle back-off only)."""
+    sig = types.void(ns)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        ts_t = ir.LiteralStructType([i64, i64])
+        fnty = ir.FunctionType(i32, [ts_t.as_pointer(), ts_t.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "nanosleep")
+        ts = cgutils.alloca_once(builder, ts_t)
+        v = context.cast(builder, args[0], sig.args[0], types.int64)
+        billion = ir.Constant(i64, 1_000_000_000)
+        builder.store(builder.sdiv(v, billion), cgutils.gep_inbounds(builder, ts, 0, 0))
+        builder.store(builder.srem(v, billion), cgutils.gep_inbounds(builder, ts, 0, 1))
+        builder.call(fn, [ts, ir.Constant(ts_t.as_pointer(), None)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def cpu_relax(typingctx):
     """The x86 ``pause`` hint for spin loops (a no-op elsewhere)."""
     sig = types.void()
