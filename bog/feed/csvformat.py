@@ -20,12 +20,13 @@ in ``bog.feed.replay.check_rows``.
 
 from __future__ import annotations
 
+import mmap
 import re
 
 import numba as nb
 import numpy as np
 
-from bog.shm.layouts import DEPTH, FLAG_FULL_SNAPSHOT, TICK_SLOT
+from bog.shm.layouts import DEPTH, FLAG_FULL_SNAPSHOT, TICK_SLOT, TICK_SLOT_WORDS
 
 CHUNK_BYTES = 8 << 20  # bytes parsed per kernel call (bounds the transient memory)
 
@@ -229,14 +230,30 @@ def _field_error(status):
     return E_NUMBER
 
 
+def _word(name: str) -> int:
+    off = TICK_SLOT.fields[name][1]
+    assert off % 8 == 0
+    return off // 8
+
+
+# word offsets of the TICK_SLOT fields the parser writes (the kernel writes int64 words)
+W_EXCHANGE_TS = _word("exchange_ts_ns")
+W_LOCAL_RECV = _word("local_recv_ns")
+W_BID_PX, W_BID_SZ, W_ASK_PX, W_ASK_SZ = (_word(n) for n in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+W_BID_PX_L, W_BID_SZ_L = _word("bid_px_l"), _word("bid_sz_l")
+W_ASK_PX_L, W_ASK_SZ_L = _word("ask_px_l"), _word("ask_sz_l")
+W_FLAGS = _word("flags")  # flags is byte 0 of this word; venue/trade_side (bytes 1-2) stay 0
+
+
 @nb.njit(cache=True, nogil=True)
 def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, err_col,
                err_off, counts):
     """Parse the complete lines of ``buf`` (bytes after the header) into ``out``.
 
-    ``line0`` is the file line number of the line before ``buf``. Good rows go to ``out`` with
-    their line numbers in ``lines``; bad rows to ``err_*`` (line, E_* code, column, byte offset
-    of the line in ``buf``). Blank lines are skipped. counts <- [rows ok, rows bad, last line].
+    ``out`` is zeroed TICK_SLOT records as int64 words (n, TICK_SLOT_WORDS); ``line0`` is the
+    file line number of the line before ``buf``. Good rows go to ``out`` with their line
+    numbers in ``lines``; bad rows to ``err_*`` (line, E_* code, column, byte offset of the
+    line in ``buf``). Blank lines are skipped. counts <- [rows ok, rows bad, last line].
     """
     n = buf.shape[0]
     fs = np.empty(ncols, np.int64)
@@ -259,17 +276,13 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
             continue  # blank line: not a row
         nf = 0
         s = start
-        k = start
-        while True:
+        for k in range(start, e + 1):
             if k == e or buf[k] == 44:
                 if nf < ncols:
                     fs[nf] = s
                     fe[nf] = k
                 nf += 1
                 s = k + 1
-                if k == e:
-                    break
-            k += 1
         code = 0
         col = 0
         ts = np.int64(0)
@@ -282,16 +295,19 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
             if st != F_OK:
                 code = E_TIMESTAMP
                 col = c
+            elif ts > MAX_I64 // 1000:
+                code = E_RANGE
+                col = c
         local_ts = np.int64(0)
         if code == 0 and colmap[CM_LOCAL_TS] >= 0:
             c = colmap[CM_LOCAL_TS]
             st, v = parse_int(buf, fs[c], fe[c])
-            if st == F_OK:
+            if st == F_OK and v <= MAX_I64 // 1000:
                 local_ts = v
             elif st != F_EMPTY:
                 code = E_TIMESTAMP
                 col = c
-        r = out[nok]
+        r = out[nok]  # overwritten by the next row if this one fails
         full = True
         if code == 0:
             for lv in range(nlev):
@@ -315,14 +331,12 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
                         break
                     if sp == F_EMPTY:
                         full = False
-                        px = 0
-                        sz = 0
                     if side == 0:
-                        r.ask_px_l[lv] = px
-                        r.ask_sz_l[lv] = sz
+                        r[W_ASK_PX_L + lv] = px
+                        r[W_ASK_SZ_L + lv] = sz
                     else:
-                        r.bid_px_l[lv] = px
-                        r.bid_sz_l[lv] = sz
+                        r[W_BID_PX_L + lv] = px
+                        r[W_BID_SZ_L + lv] = sz
                 if code != 0:
                     break
         if code != 0:
@@ -331,26 +345,14 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
             err_col[nerr] = col
             err_off[nerr] = start
             nerr += 1
-            for lv in range(nlev):  # the slot is reused by the next row
-                r.ask_px_l[lv] = 0
-                r.ask_sz_l[lv] = 0
-                r.bid_px_l[lv] = 0
-                r.bid_sz_l[lv] = 0
             continue
-        if ts > MAX_I64 // 1000 or local_ts > MAX_I64 // 1000:
-            err_line[nerr] = line
-            err_code[nerr] = E_RANGE
-            err_col[nerr] = colmap[CM_TS]
-            err_off[nerr] = start
-            nerr += 1
-            continue
-        r.exchange_ts_ns = ts * 1000
-        r.local_recv_ns = local_ts * 1000
-        r.bid_px = r.bid_px_l[0]
-        r.bid_sz = r.bid_sz_l[0]
-        r.ask_px = r.ask_px_l[0]
-        r.ask_sz = r.ask_sz_l[0]
-        r.flags = FLAG_FULL_SNAPSHOT if full else 0
+        r[W_EXCHANGE_TS] = ts * 1000
+        r[W_LOCAL_RECV] = local_ts * 1000
+        r[W_BID_PX] = r[W_BID_PX_L]
+        r[W_BID_SZ] = r[W_BID_SZ_L]
+        r[W_ASK_PX] = r[W_ASK_PX_L]
+        r[W_ASK_SZ] = r[W_ASK_SZ_L]
+        r[W_FLAGS] = FLAG_FULL_SNAPSHOT if full else 0
         lines[nok] = line
         nok += 1
     counts[0] = nok
@@ -360,25 +362,47 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
 
 
 # ---- Python driver -------------------------------------------------------------------------
+def alloc_zeros(n: int, dtype) -> np.ndarray:
+    """Zeroed array; big ones are mapped with MAP_POPULATE, which faults every page in one go
+    (in a VM, touching 450 MB page by page costs seconds)."""
+    dtype = np.dtype(dtype)
+    size = n * dtype.itemsize
+    if size < (64 << 20) or not hasattr(mmap, "MAP_POPULATE"):
+        return np.zeros(n, dtype)
+    mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    return np.frombuffer(mm, dtype, n)
+
+
 class ParsedCsv:
     """Rows parsed from a CSV (syntax-checked only) plus the rows that failed to parse."""
 
-    def __init__(self, names, nlev, levels_in_file):
+    def __init__(self, names, nlev, levels_in_file, capacity):
         self.names = names  # column names from the header
         self.nlev = nlev  # levels kept (<= DEPTH)
         self.levels_in_file = levels_in_file
         self.rows_read = 0
-        self.parts: list[np.ndarray] = []
-        self.line_parts: list[np.ndarray] = []
+        self.n = 0  # rows parsed into _rows[:n]
+        self._rows = alloc_zeros(capacity, TICK_SLOT)
+        self._lines = alloc_zeros(capacity, np.int64)
         self.rejects: list[tuple[int, str]] = []  # (line, reason) of every unparsable row
+
+    def reserve(self, more: int) -> None:
+        need = self.n + more
+        if need > len(self._rows):
+            cap = max(need, 2 * len(self._rows))
+            rows = alloc_zeros(cap, TICK_SLOT)
+            rows[:self.n] = self._rows[:self.n]
+            lines = alloc_zeros(cap, np.int64)
+            lines[:self.n] = self._lines[:self.n]
+            self._rows, self._lines = rows, lines
 
     @property
     def rows(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros(0, TICK_SLOT)
+        return self._rows[:self.n]
 
     @property
     def lines(self) -> np.ndarray:
-        return np.concatenate(self.line_parts) if self.line_parts else np.zeros(0, np.int64)
+        return self._lines[:self.n]
 
 
 def _reason(code: int, col: int, names: list[str], ncols: int, line_text: bytes) -> str:
@@ -390,13 +414,16 @@ def _reason(code: int, col: int, names: list[str], ncols: int, line_text: bytes)
     return f"{PARSE_REASONS.get(code, 'bad row')} in column {name}: {value!r}"
 
 
-def read_csv(f, path: str) -> ParsedCsv:
-    """Parse an open binary file positioned at the header line. Raises CsvHeaderError."""
+def read_csv(f, path: str, size_bytes: int = 0) -> ParsedCsv:
+    """Parse an open binary file positioned at the header line. Raises CsvHeaderError.
+
+    ``size_bytes`` (the file size, 0 if unknown) sizes the row array from the first chunk's
+    line length, so a plain file is parsed in place without regrowing."""
     header = f.readline(1 << 20)
     text = header.decode("utf-8", "replace").lstrip("\ufeff")
     colmap, ncols, names, nlev = parse_header(text)
     levels_in_file = sum(1 for n in names if n.startswith("asks[") and n.endswith("].price"))
-    out = ParsedCsv(names, nlev, levels_in_file)
+    out = None
     line = 1
     carry = b""
     counts = np.zeros(3, np.int64)
@@ -412,6 +439,12 @@ def read_csv(f, path: str) -> ParsedCsv:
             data = data[:cut + 1]
         else:
             data, carry = carry, b""
+        if out is None:
+            lines_here = data.count(b"\n") + 1
+            estimate = lines_here
+            if size_bytes and data:
+                estimate = max(lines_here, int(size_bytes / (len(data) / lines_here) * 1.02) + 16)
+            out = ParsedCsv(names, nlev, levels_in_file, estimate)
         if data:
             line = _parse_chunk(data, colmap, ncols, nlev, line, names, out, counts)
         if not block:
@@ -422,18 +455,17 @@ def read_csv(f, path: str) -> ParsedCsv:
 def _parse_chunk(data: bytes, colmap, ncols, nlev, line, names, out: ParsedCsv, counts) -> int:
     buf = np.frombuffer(data, np.uint8)
     cap = data.count(b"\n") + 1
-    rows = np.zeros(cap, TICK_SLOT)
-    lines = np.zeros(cap, np.int64)
+    out.reserve(cap)
+    words = out._rows.view(np.int64).reshape(len(out._rows), TICK_SLOT_WORDS)[out.n:]
     e_line = np.zeros(cap, np.int64)
     e_code = np.zeros(cap, np.int64)
     e_col = np.zeros(cap, np.int64)
     e_off = np.zeros(cap, np.int64)
-    parse_rows(buf, colmap, ncols, nlev, line, rows, lines, e_line, e_code, e_col, e_off, counts)
+    parse_rows(buf, colmap, ncols, nlev, line, words, out._lines[out.n:], e_line, e_code, e_col,
+               e_off, counts)
     nok, nerr = int(counts[0]), int(counts[1])
     out.rows_read += nok + nerr
-    if nok:
-        out.parts.append(rows[:nok].copy())
-        out.line_parts.append(lines[:nok].copy())
+    out.n += nok
     for k in range(nerr):
         off = int(e_off[k])
         end = data.find(b"\n", off)

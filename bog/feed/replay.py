@@ -242,9 +242,9 @@ def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
                 loaded = _load_record(f, path)
             elif head[:2] == b"\x1f\x8b":
                 with gzip.open(f, "rb") as g:
-                    loaded = _load_csv(g, path, market_id)
+                    loaded = _load_csv(g, path, market_id, 0)
             else:
-                loaded = _load_csv(f, path, market_id)
+                loaded = _load_csv(f, path, market_id, os.fstat(f.fileno()).st_size)
     except (OSError, EOFError, zlib.error) as e:
         raise ReplayError(f"cannot read replay file {path}: {getattr(e, 'strerror', None) or e}") from None
     _log_rejects(loaded)
@@ -256,9 +256,9 @@ def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
     return loaded
 
 
-def _load_csv(f, path: str, market_id: int) -> LoadedReplay:
+def _load_csv(f, path: str, market_id: int, size_bytes: int) -> LoadedReplay:
     try:
-        parsed = csvformat.read_csv(f, path)
+        parsed = csvformat.read_csv(f, path, size_bytes)
     except csvformat.CsvHeaderError as e:
         raise ReplayError(f"replay file {path}: {e}") from None
     except UnicodeDecodeError:
