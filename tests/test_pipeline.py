@@ -270,3 +270,16 @@ def test_same_instance_cannot_start_twice(pipeline_factory):
     p = subprocess.run(pl.argv("feed"), capture_output=True, text=True, env=pl.env, timeout=60)
     assert p.returncode == 1
     assert "owned by running process" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_ring_overrun_between_processes_is_detected_and_counted(pipeline_factory):
+    """A small ring and a flat-out feed: the engine is lapped, counts it and resyncs."""
+    pl = pipeline_factory(merge(FAST, {"feed": {"rate_per_s": 0.0, "ring_capacity": 64}}))
+    pl.start_all()
+    wait_for(lambda: int(pl.metrics()["ring_overruns_total"]) >= 1, 30, what="an overrun")
+    m = pl.metrics()
+    assert int(m["ring_lost_ticks_total"]) >= 64 * int(m["ring_overruns_total"]) // 2
+    assert int(m["ticks_total"]) > 0
+    wait_for(lambda: "Ring overrun" in pl.log_text(), 5, what="overrun log line")
+    # lost ticks are counted as ring loss, not as feed sequence gaps
+    assert int(m["sequence_gaps_total"]) <= int(m["ring_overruns_total"])
