@@ -283,3 +283,42 @@ def test_ring_overrun_between_processes_is_detected_and_counted(pipeline_factory
     wait_for(lambda: "Ring overrun" in pl.log_text(), 5, what="overrun log line")
     # lost ticks are counted as ring loss, not as feed sequence gaps
     assert int(m["sequence_gaps_total"]) <= int(m["ring_overruns_total"])
+
+
+def test_bog_run_restarts_a_crashed_engine(tmp_path):
+    from bog.shm import SegmentNames
+    from bog.shm.metrics import MetricsBlock
+    from conftest import to_toml
+
+    inst = unique_instance("sup")
+    cfgp = tmp_path / "bog.toml"
+    cfgp.write_text(to_toml(FAST))
+    env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "l"))
+    sup = subprocess.Popen([sys.executable, "-m", "bog.cli", "run", "--instance", inst,
+                            "--config", str(cfgp), "--no-monitor"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    names = SegmentNames(inst)
+
+    def engine_pid():
+        try:
+            blk = MetricsBlock.attach(names.engine_metrics, "engine")
+        except Exception:
+            return 0
+        try:
+            return int(blk.m[0]["pid"]) if int(blk.m[0]["running"]) == 1 else 0
+        finally:
+            blk.close(unlink=False)
+
+    try:
+        first = wait_for(engine_pid, 120, what="engine up under bog run")
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(lambda: (p := engine_pid()) and p != first and p, 60,
+                          what="engine restarted by the supervisor")
+        assert second != first
+        log = (tmp_path / "l" / "bog.log").read_text()
+        assert "bog-engine exited with status -9; restarting" in log
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(60) == 0
+        assert list_segments(inst) == []
+        cleanup_segments(inst)
