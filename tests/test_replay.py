@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
+import signal
 import subprocess
 import time
 from decimal import Decimal
@@ -34,7 +34,7 @@ from bog.shm.layouts import (
     TICK_SLOT,
     TICK_SLOT_WORDS,
 )
-from bog.shm.ring import TicksRing
+from bog.shm.ring import TicksRing, ticks_publish
 from bog.shm.segment import list_segments
 
 from conftest import FAST, wait_for
@@ -228,7 +228,8 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     (tmp / "header_only.csv").write_text(_header(2) + "\n")
     (tmp / "bad_header.csv").write_text("time,bid,ask\n1,2,3\n")
     (tmp / "garbage.bin").write_bytes(bytes(range(256)) * 8)
-    (tmp / "all_bad.csv").write_text(_header(1) + "\n" + _row(1_700_000_000_000_000, 10.0, 1, 9.0) + "\n")
+    crossed = _row(1_700_000_000_000_000, 10.0, 1, ask=9.0)
+    (tmp / "all_bad.csv").write_text(_header(1) + "\n" + crossed + "\n")
     (tmp / "broken.csv.gz").write_bytes(gzip.compress(SAMPLE.read_bytes())[:200])
     return {
         "missing": (tmp / "nope.csv", "cannot read replay file"),
@@ -262,7 +263,8 @@ def test_record_file_cut_short_is_readable(tmp_path):
     path.write_bytes(data[:-100])
     loaded = load_replay(str(path))
     assert loaded.format == "bog-record" and len(loaded.rows) == 23 and loaded.rows_read == 24
-    assert loaded.rejects == [(24, "truncated record (348 of 448 bytes; the recording was cut short)")]
+    assert loaded.rejects == [
+        (24, "truncated record (348 of 448 bytes; the recording was cut short)")]
     assert (loaded.rows[list(PAYLOAD)] == rows[:23][list(PAYLOAD)]).all()
     assert (loaded.latency_ns == 1000).all()
     w.f.close()
@@ -316,6 +318,29 @@ def test_max_speed_replay_is_flat_out_with_zero_feed_latency():
     assert len(published) == 24 and elapsed < 1e9
     assert (published["exchange_ts_ns"] == published["local_recv_ns"]).all()
     assert m["feed_latency_us_sum"] == 0 and m["feed_latency_us_bucket"][0] == 24
+
+
+def test_record_follower_counts_overruns_and_resyncs():
+    ctrl, items = _local_ring(16)
+    words = items.view(np.int64)
+    staging = np.zeros(1, TICK_SLOT)
+
+    def publish(k):
+        for _ in range(k):
+            staging[0]["sequence"] += 1
+            ticks_publish(ctrl, words, staging.view(np.int64))
+
+    state = np.zeros(1, record.FOLLOW_STATE)
+    out = np.zeros((64, TICK_SLOT_WORDS), np.int64)
+    publish(10)
+    assert record.record_follow(ctrl, words, state, out) == 10
+    assert list(out[:10].copy().view(TICK_SLOT)["sequence"].ravel()) == list(range(1, 11))
+    publish(100)  # the follower is now 100 behind a 16-slot ring
+    n = record.record_follow(ctrl, words, state, out)
+    st = state[0]
+    assert (st["overruns"], st["lost_ticks"], n) == (1, 92, 8)
+    assert list(out[:n].copy().view(TICK_SLOT)["sequence"].ravel()) == list(range(103, 111))
+    assert record.record_follow(ctrl, words, state, out) == 0  # caught up
 
 
 # ---- real processes --------------------------------------------------------------------------
@@ -389,6 +414,17 @@ def test_record_then_replay_round_trip(tmp_path, pipeline_factory):
                          env=src.env, capture_output=True, text=True, timeout=60)
     assert rec.returncode == 0, rec.stderr
     assert f"wrote 500 snapshots to {out}" in rec.stderr and "Traceback" not in rec.stderr
+    # without --count it records until interrupted, and still finalises the file
+    out2 = tmp_path / "interrupted.bogticks"
+    p = subprocess.Popen([*src.argv("record"), "--duration", "0", "--out", str(out2)],
+                         env=src.env, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: out2.exists() and out2.stat().st_size > 64 * 1024, 30, what="recording")
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 0 and "(signal SIGINT)" in err and "Traceback" not in err, err
+    with open(out2, "rb") as f:
+        header2, records2, trailing2 = record.read_record_file(f, str(out2))
+    assert header2["complete"] and header2["records"] == len(records2) > 100 and trailing2 == 0
     src.stop_all()
     with open(out, "rb") as f:
         header, records, trailing = record.read_record_file(f, str(out))

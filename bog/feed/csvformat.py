@@ -239,7 +239,8 @@ def _word(name: str) -> int:
 # word offsets of the TICK_SLOT fields the parser writes (the kernel writes int64 words)
 W_EXCHANGE_TS = _word("exchange_ts_ns")
 W_LOCAL_RECV = _word("local_recv_ns")
-W_BID_PX, W_BID_SZ, W_ASK_PX, W_ASK_SZ = (_word(n) for n in ("bid_px", "bid_sz", "ask_px", "ask_sz"))
+W_BID_PX, W_BID_SZ = _word("bid_px"), _word("bid_sz")
+W_ASK_PX, W_ASK_SZ = _word("ask_px"), _word("ask_sz")
 W_BID_PX_L, W_BID_SZ_L = _word("bid_px_l"), _word("bid_sz_l")
 W_ASK_PX_L, W_ASK_SZ_L = _word("ask_px_l"), _word("ask_sz_l")
 W_FLAGS = _word("flags")  # flags is byte 0 of this word; venue/trade_side (bytes 1-2) stay 0

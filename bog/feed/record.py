@@ -96,7 +96,8 @@ def _encode_header(header: dict, data_offset: int | None = None) -> bytes:
     room = data_offset - _PREFIX.size
     if len(body) + 1 > room:
         raise RecordFormatError("record header grew beyond its reserved space")
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, data_offset) + body + b" " * (room - len(body) - 1) + b"\n"
+    pad = b" " * (room - len(body) - 1) + b"\n"
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, data_offset) + body + pad
 
 
 class RecordWriter:
@@ -140,9 +141,11 @@ def read_record_file(f, path: str) -> tuple[dict, np.ndarray, int]:
         raise RecordFormatError("not a bog record file (bad magic)")
     if version != FORMAT_VERSION:
         raise RecordFormatError(
-            f"bog record format version {version} is not supported (this bog reads {FORMAT_VERSION})")
+            f"bog record format version {version} is not supported "
+            f"(this bog reads {FORMAT_VERSION})")
     if data_offset < _PREFIX.size or data_offset > min(size, 1 << 20):
-        raise RecordFormatError(f"bad bog record header (data offset {data_offset}, file size {size})")
+        raise RecordFormatError(
+            f"bad bog record header (data offset {data_offset}, file size {size})")
     try:
         header = json.loads(f.read(data_offset - _PREFIX.size).decode())
     except (UnicodeDecodeError, ValueError) as e:

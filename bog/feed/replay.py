@@ -176,9 +176,11 @@ def _check_reason(code: int, where: int, row, ts: int, prev_ts: int, ts_name: st
         return f"{'zero or missing' if v == 0 else 'negative'} best {name} price ({_px(v)})"
     if code == C_TOP_SIZE:
         name = "bid" if where == 0 else "ask"
-        return f"zero or negative best {name} size ({_px(int(row['bid_sz' if where == 0 else 'ask_sz']))})"
+        size = int(row["bid_sz" if where == 0 else "ask_sz"])
+        return f"zero or negative best {name} size ({_px(size)})"
     if code == C_CROSSED:
-        return f"crossed book: best bid {_px(int(row['bid_px']))} > best ask {_px(int(row['ask_px']))}"
+        bid, ask = _px(int(row["bid_px"])), _px(int(row["ask_px"]))
+        return f"crossed book: best bid {bid} > best ask {ask}"
     px = int(row["bid_px_l" if where < DEPTH else "ask_px_l"][level])
     sz = int(row["bid_sz_l" if where < DEPTH else "ask_sz_l"][level])
     if code == C_NEG_PRICE:
@@ -246,7 +248,8 @@ def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
             else:
                 loaded = _load_csv(f, path, market_id, os.fstat(f.fileno()).st_size)
     except (OSError, EOFError, zlib.error) as e:
-        raise ReplayError(f"cannot read replay file {path}: {getattr(e, 'strerror', None) or e}") from None
+        why = getattr(e, "strerror", None) or e
+        raise ReplayError(f"cannot read replay file {path}: {why}") from None
     _log_rejects(loaded)
     if len(loaded.rows) == 0:
         if loaded.rows_read == 0:
