@@ -68,8 +68,13 @@ class FeedService(Service):
         m["running"] = 1
         self.ring.segment.mark_ready()
         self.metrics.segment.mark_ready()
-        log.info("feed %s publishing to %s (capacity %d, rate %s/s)", cfg.feed.source,
-                 names.ticks, cfg.feed.ring_capacity, cfg.feed.rate_per_s or "max")
+        if cfg.feed.source == "replay":
+            pace = f"replay of {cfg.feed.replay_file} at " + (
+                f"{cfg.feed.replay_speed:g}x" if cfg.feed.replay_speed else "max speed")
+        else:
+            pace = f"rate {cfg.feed.rate_per_s or 'max'}/s"
+        log.info("feed %s publishing to %s (capacity %d, %s)", cfg.feed.source, names.ticks,
+                 cfg.feed.ring_capacity, pace)
 
     def main_loop(self) -> None:
         while not self.should_exit:
