@@ -5,7 +5,7 @@
 - ``bog-feed.service``, ``bog-engine.service``, ``bog-monitor.service``: one ``Type=notify``
   unit per process (READY after the kernels are compiled, a watchdog fed from each process's
   housekeeping loop), pinned with ``CPUAffinity=`` from the config's ``[process]`` cores.
-  The engine is ordered after the feed and wants it; the monitor depends on neither.
+  The engine is ordered after the feed (ordering only); the monitor depends on neither.
 - ``bog-trading.target``: starts all three; every unit is ``PartOf=`` it, so
   ``systemctl restart bog-trading.target`` restarts them all (engine stopped before the feed).
 - ``bog-trading.slice``: all three run in it, so ``journalctl -u bog-trading.slice`` is every
@@ -127,8 +127,10 @@ def _service(o: UnitOptions, process: str) -> str:
     L += ["", "[Unit]", f"Description=bog {DESCRIPTION[process]} (instance {o.instance})",
           f"PartOf={TARGET}"]
     if process == "engine":
-        L += ["# the engine reads the feed's ring; it also waits for (and survives) a feed restart",
-              "After=bog-feed.service", "Wants=bog-feed.service"]
+        L += ["# started after the feed, but no Wants=/Requires=: the engine waits for a missing",
+              "# feed and survives its restarts, and its own restart must not start a feed that",
+              "# was stopped on purpose",
+              "After=bog-feed.service"]
     L += ["# at most 10 starts in 5 minutes, then the unit stays failed (systemctl reset-failed)",
           "StartLimitIntervalSec=300", "StartLimitBurst=10"]
     L += ["", "[Service]", "Type=notify", "NotifyAccess=main",
@@ -160,7 +162,9 @@ def _service(o: UnitOptions, process: str) -> str:
           "Environment=BOG_STATE_DIR=%S/bog",
           "Environment=BOG_LOG_DIR=%S/bog/logs",
           "Environment=NUMBA_CACHE_DIR=%C/bog/numba",
-          "Environment=PYTHONUNBUFFERED=1"]
+          "Environment=PYTHONUNBUFFERED=1",
+          "# no BLAS/OpenMP worker threads floating over the pinned cores",
+          "Environment=OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"]
     for k, v in sorted(o.extra_env.items()):
         L.append(f"Environment={k}={v}".replace("%", "%%"))
     L += ["", "# pinning (from the config's [process] cores); each thread then pins itself to",
@@ -185,7 +189,11 @@ def _service(o: UnitOptions, process: str) -> str:
           "PrivateTmp=yes",
           "PrivateDevices=yes",
           "DevicePolicy=closed",
-          "PrivateUsers=yes",
+          "# no PrivateUsers=: each unit would get its own user namespace, and the monitor",
+          "# could no longer see the feed's and engine's /proc entries (to tell a live owner",
+          "# of a segment from a dead one); ProtectProc=invisible still hides other users'",
+          "PrivateUsers=no",
+          "PrivateMounts=yes",
           "ProtectClock=yes",
           "ProtectHostname=yes",
           "ProtectKernelTunables=yes",
@@ -199,7 +207,8 @@ def _service(o: UnitOptions, process: str) -> str:
           "LockPersonality=yes",
           "SystemCallArchitectures=native",
           "SystemCallFilter=@system-service",
-          "SystemCallFilter=~@mount @swap @reboot @module @raw-io @obsolete @cpu-emulation @debug",
+          "SystemCallFilter=~@privileged @mount @swap @reboot @module @raw-io @obsolete "
+          "@cpu-emulation @debug",
           "SystemCallErrorNumber=EPERM",
           "# numba compiles (or loads) machine code at run time: W^X memory would break it",
           "MemoryDenyWriteExecute=no",
