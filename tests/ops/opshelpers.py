@@ -1,0 +1,157 @@
+"""Helpers for the operations tests: a real systemd booted in a container (systemd-nspawn), and the runbook.
+
+``Machine`` boots the host's own /usr with a volatile root (recipe in
+../shared/notes/platform.md) and runs commands in it with ``nsenter``. The repository (with
+its venv) and the Python installation the venv points to are bind-mounted read-only at the
+same paths, so the units rendered by ``bogctl install-units`` run this very checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = Path(sys.prefix)
+RUNBOOK = ROOT / "docs" / "runbook.md"
+PATH_IN_MACHINE = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# numba's cache for the container, kept between runs so units start in seconds, not ~30 s
+NUMBA_CACHE = Path(os.environ.get("BOG_TEST_NUMBA_CACHE", "/var/tmp/bog-test-numba-cache"))
+
+
+def require_tools(*tools: str) -> None:
+    """Fail (not skip) with what to install: scripts/test installs all of these."""
+    missing = [t for t in tools if not shutil.which(t)]
+    assert not missing, (f"missing {', '.join(missing)}: run scripts/setup --test (installs "
+                         "systemd-container and systemd) or apt-get install them")
+
+
+class Machine:
+    """A booted systemd container; ``sh()`` runs a shell command inside it as root."""
+
+    def __init__(self, tmp: Path, name: str, binds: tuple[str, ...] = ()):
+        self.tmp, self.name, self.extra_binds = tmp, name, binds
+        self.proc: subprocess.Popen | None = None
+        self.init_pid = 0
+        self.boot_log = tmp / "boot.log"
+
+    def boot(self, timeout_s: float = 60.0) -> "Machine":
+        require_tools("systemd-nspawn", "nsenter")
+        assert os.geteuid() == 0, "booting a systemd container needs root"
+        binds = [f"--bind-ro={ROOT}", f"--bind-ro={self.tmp}:/mnt/bogtest", *self.extra_binds]
+        base = Path(sys.base_prefix)
+        if not str(base).startswith("/usr"):
+            binds.append(f"--bind-ro={base}")
+        argv = ["systemd-nspawn", "-D", "/", "--volatile=yes", "--overlay=/etc::/etc",
+                "-M", self.name, "--register=no", "--keep-unit", "--private-network",
+                *binds, "--console=pipe", "-b"]
+        with open(self.boot_log, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self.init_pid:
+            assert self.proc.poll() is None, f"systemd-nspawn exited:\n{self.boot_log.read_text()}"
+            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+            for k in kids:
+                try:
+                    if Path(f"/proc/{k}/comm").read_text().strip() == "systemd":
+                        self.init_pid = int(k)
+                except FileNotFoundError:  # a short-lived helper of nspawn
+                    pass
+            time.sleep(0.1)
+        assert self.init_pid, f"no systemd in the container:\n{self.boot_log.read_text()}"
+        while True:  # until systemd answers (its socket appears a moment after it starts)
+            r = self.sh("systemctl is-system-running --wait", check=False, timeout=timeout_s)
+            if r.stdout.strip() in ("running", "degraded") or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        assert r.stdout.strip() in ("running", "degraded"), r.stdout + r.stderr
+        return self
+
+    def sh(self, cmd: str, check: bool = True, timeout: float = 60.0,
+           user: str | None = None) -> subprocess.CompletedProcess:
+        inner = cmd if user is None else f"runuser -u {user} -- sh -c {shlex.quote(cmd)}"
+        argv = ["nsenter", "-t", str(self.init_pid), "-a", "env", "-i", f"PATH={PATH_IN_MACHINE}",
+                "HOME=/root", "LANG=C.UTF-8", "sh", "-c", inner]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert r.returncode == 0, f"`{cmd}` exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def wait(self, cmd: str, pred, timeout_s: float = 60.0, what: str = "") -> str:
+        end = time.monotonic() + timeout_s
+        out = ""
+        while time.monotonic() < end:
+            out = self.sh(cmd, check=False).stdout
+            if pred(out):
+                return out
+            time.sleep(0.5)
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what or cmd}; "
+                             f"last output:\n{out}")
+
+    def close(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # nspawn powers the container off
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+# -- the runbook's commands ------------------------------------------------------------------------
+def runbook_blocks() -> dict[str, list[list[str]]]:
+    """Section title -> its ``bash`` blocks, each a list of commands (comments dropped)."""
+    out: dict[str, list[list[str]]] = {}
+    section = ""
+    in_block = False
+    for line in RUNBOOK.read_text().splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif line.strip() == "```bash":
+            in_block = True
+            out.setdefault(section, []).append([])
+        elif line.strip() == "```" and in_block:
+            in_block = False
+        elif in_block and line.strip() and not line.lstrip().startswith("#"):
+            out[section][-1].append(line.strip())
+    return out
+
+
+def section(blocks: dict, prefix: str) -> list[list[str]]:
+    hits = [v for k, v in blocks.items() if k.startswith(prefix)]
+    assert len(hits) == 1, f"runbook section {prefix!r} not found (have {list(blocks)})"
+    return hits[0]
+
+
+_USAGE = re.compile(r"^usage: |invalid choice|unrecognized arguments|command not found|"
+                    r"Traceback \(most recent call last\)|Unknown (command|operation|option)|"
+                    r"invalid option", re.M)
+
+
+def run_runbook_block(m: Machine, cmds: list[str], allow_fail: tuple[str, ...] = ()) -> dict:
+    """Run each command; each must be valid (exit 0, or 1 = nothing found / degraded).
+
+    ``allow_fail``: substrings of commands expected to fail in this state (e.g. curl to a
+    stopped monitor). Returns command -> CompletedProcess."""
+    results = {}
+    for cmd in cmds:
+        follow = " -f" in cmd and ("journalctl" in cmd or "bogctl logs" in cmd)
+        run = f"timeout 3 {cmd}" if follow else cmd
+        r = m.sh(run, check=False, timeout=90)
+        results[cmd] = r
+        text = r.stdout + r.stderr
+        expected = any(a in cmd for a in allow_fail)
+        assert not _USAGE.search(text) or expected, f"`{cmd}` looks broken:\n{text}"
+        ok = {0, 1, 124} if follow else {0, 1}
+        assert r.returncode in ok or expected, f"`{cmd}` exited {r.returncode}:\n{text}"
+    return results
