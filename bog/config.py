@@ -120,6 +120,8 @@ class ExecutionConfig:
     journal_dir: str = opt("state", doc="journal directory (owner-only), relative to cwd")
     # fault injection (tests): stop draining the fill queue so it fills up
     fault_stop_fill_drain: bool = opt(False, doc="never drain fills (overflow test)")
+    fault_slow_tick_every: int = opt(0, 0, 1_000_000_000, doc="slow every Nth tick; 0 = never")
+    fault_slow_tick_us: float = opt(0.0, 0.0, 1_000_000.0, doc="busy-wait added to a slowed tick")
 
 
 @dataclass(frozen=True)

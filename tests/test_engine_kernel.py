@@ -379,3 +379,15 @@ def test_event_buffer_overflow_is_counted_not_blocking():
         h.run()
     assert int(h.m["log_events_dropped_total"]) >= 50
     assert int(h.m["ticks_rejected_total"].sum()) == K.EVENT_CAPACITY + 50
+
+
+def test_slow_tick_fault_injection_lands_in_latency_histograms():
+    h = KernelHarness(execution={"fault_slow_tick_every": 2, "fault_slow_tick_us": 30.0})
+    for i in range(10):
+        h.publish(BID + i * 0.01, ASK + i * 0.01)
+    h.run()
+    from bog.shm.layouts import LATENCY_NS_EDGES
+
+    above_20us = int(h.m["tick_processing_ns_bucket"][list(LATENCY_NS_EDGES).index(20_000) + 1:].sum())
+    assert above_20us == 5
+    assert int(h.m["strategy_calc_ns_bucket"][list(LATENCY_NS_EDGES).index(20_000) + 1:].sum()) == 5

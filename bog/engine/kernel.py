@@ -126,6 +126,8 @@ ENGINE_PARAMS = np.dtype(
         ("breaker_successes", "<i8"),
         ("allow_locked", "<i8"),
         ("idle_sleep_ns", "<i8"),  # 0 = busy-poll; else sleep this long per idle poll
+        ("slow_tick_every", "<i8"),  # fault injection: every Nth tick is slowed (0 = off)
+        ("slow_tick_ns", "<i8"),
         ("spread_bps", "<f8"),
         ("min_market_spread_bps", "<f8"),
         ("max_market_spread_bps", "<f8"),
@@ -212,6 +214,8 @@ def make_params(cfg: Config) -> np.ndarray:
     r["breaker_successes"] = b.half_open_successes
     r["allow_locked"] = int(v.allow_locked)
     r["idle_sleep_ns"] = int(cfg.process.engine_idle_sleep_us * 1e3)
+    r["slow_tick_every"] = x.fault_slow_tick_every
+    r["slow_tick_ns"] = int(x.fault_slow_tick_us * 1e3)
     r["spread_bps"] = s.spread_bps
     r["min_market_spread_bps"] = s.min_market_spread_bps
     r["max_market_spread_bps"] = s.max_market_spread_bps
@@ -669,6 +673,9 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
         trip(st, m, events, t0, TRIP_POSITION_BREACH)
     t1 = clock_ns(CLOCK_REALTIME)
+    if p.slow_tick_every > 0 and m.ticks_total % p.slow_tick_every == 0:
+        while clock_ns(CLOCK_REALTIME) - t1 < p.slow_tick_ns:  # fault injection: slow strategy
+            cpu_relax()
     action = strategy_quote(st, p, snap, t1, quote)
     t2 = clock_ns(CLOCK_REALTIME)
     changes = execute(st, p, m, orders, snap, t2, action, quote, fill, fctrl, fwords, events)

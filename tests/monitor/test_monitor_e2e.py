@@ -47,8 +47,9 @@ class Run:
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = d / "bog.toml"
         cfg.write_text(config)
+        # idle back-off: several engines share the two cores in these tests
         env = dict(os.environ, BOG_LOG_DIR=str(d / "logs"), BOG_STATE_DIR=str(d / "state"),
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", BOG_PROCESS_ENGINE_IDLE_SLEEP_US="200")
         for k in ("MAX_POSITION", "MAX_DAILY_LOSS", "FILL_QUEUE_SIZE", "SPREAD_BPS",
                   "ORDER_SIZE", "JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
             env.pop(k, None)
@@ -265,6 +266,18 @@ reconcile_every_s = 0.2
       "OrdersWithoutFills"}),
     # a process stops answering (SIGSTOP of the feed for 17 s)
     "down": ("", {"ProcessDown"}),
+    # engine fault injection: every tick 20 us slower (P50 > 1 us, P99 > 10 us for 30 s)
+    "latency": ("""
+[execution]
+fault_slow_tick_every = 1
+fault_slow_tick_us = 20.0
+""", {"TickLatencyP50High", "ExtremeLatency"}),
+    # one tick in 400 takes 150 us (any tick > 100 us)
+    "slowtick": ("""
+[execution]
+fault_slow_tick_every = 400
+fault_slow_tick_us = 150.0
+""", {"SlowTick"}),
 }
 
 
