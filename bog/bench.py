@@ -48,7 +48,8 @@ def _q(q, before, after, field):
 
 
 class _Run:
-    def __init__(self, rate: float, workdir: str, config_path: str | None):
+    def __init__(self, rate: float, workdir: str, config_path: str | None,
+                 monitor_port: int | None = None):
         self.instance = f"bench{os.getpid()}r{int(rate)}"
         self.names = SegmentNames(self.instance)
         env = dict(os.environ, BOG_STATE_DIR=os.path.join(workdir, "state"),
@@ -62,8 +63,29 @@ class _Run:
         self.engine = subprocess.Popen(base + ["engine"] + common, env=env,
                                        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait(self.names.engine_metrics)
+        self.monitor = None
+        if monitor_port:
+            self.monitor = subprocess.Popen(
+                base + ["monitor", "--port", str(monitor_port)] + common, env=env,
+                stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._wait_http(monitor_port)
         self.fm = MetricsBlock.attach(self.names.feed_metrics, FEED)
         self.em = MetricsBlock.attach(self.names.engine_metrics, ENGINE)
+
+    def _wait_http(self, port: int, timeout: float = 60.0) -> None:
+        import http.client
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/health")
+                c.getresponse().read()
+                c.close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"bench: monitor not answering on port {port}")
 
     def _wait(self, name: str, timeout: float = 120.0) -> None:
         end = time.monotonic() + timeout
@@ -86,7 +108,9 @@ class _Run:
     def stop(self) -> None:
         self.fm.close(unlink=False)
         self.em.close(unlink=False)
-        for p in (self.engine, self.feed):
+        for p in (self.monitor, self.engine, self.feed):
+            if p is None:
+                continue
             p.terminate()
             try:
                 p.wait(15)
@@ -143,6 +167,69 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None) 
     }
 
 
+def _scrape_phase(run: _Run, port: int, seconds: float, per_s: float) -> dict:
+    """Engine latency over ``seconds`` while scraping /metrics ``per_s`` times a second."""
+    import http.client
+
+    lat: list[float] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5) if per_s else None
+    f0, e0, t0, _, _ = run.sample()
+    cm0 = _cpu_ticks(run.monitor.pid)
+    end = t0 + seconds
+    nxt = time.monotonic()
+    while time.monotonic() < end:
+        if conn is None:
+            time.sleep(0.05)
+            continue
+        now = time.monotonic()
+        if now < nxt:
+            time.sleep(nxt - now)
+        nxt += 1.0 / per_s
+        s = time.perf_counter()
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read()
+        lat.append((time.perf_counter() - s) * 1e3)
+        if not body:
+            raise RuntimeError("bench: empty /metrics response")
+    f1, e1, t1, _, _ = run.sample()
+    cm1 = _cpu_ticks(run.monitor.pid)
+    if conn is not None:
+        conn.close()
+    dt = t1 - t0
+    lat.sort()
+
+    def pct(q):
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else None
+
+    return {
+        "scrapes_per_s": per_s,
+        "scrapes": len(lat),
+        "scrape_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(lat[-1], 3) if lat else None},
+        "tick_processing_ns": {"p50": _q(0.5, e0, e1, "tick_processing_ns"),
+                               "p99": _q(0.99, e0, e1, "tick_processing_ns"),
+                               "p99.9": _q(0.999, e0, e1, "tick_processing_ns")},
+        "feed_to_decision_ns": {"p50": _q(0.5, e0, e1, "feed_to_decision_ns"),
+                                "p99": _q(0.99, e0, e1, "feed_to_decision_ns")},
+        "ticks": int(e1["ticks_total"]) - int(e0["ticks_total"]),
+        "monitor_cpu_percent": round(100 * (cm1 - cm0) / os.sysconf("SC_CLK_TCK") / dt, 1),
+    }
+
+
+def measure_scrape(rate: float, seconds: float, workdir: str, config_path: str | None) -> list:
+    """The engine without scrapes, with a 1 s scrape interval, and under 100 scrapes/s."""
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    run = _Run(rate, workdir, config_path, monitor_port=port)
+    try:
+        time.sleep(1.0)
+        return [_scrape_phase(run, port, seconds, per_s) for per_s in (0, 1, 100)]
+    finally:
+        run.stop()
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -161,7 +248,14 @@ def run_bench(cfg, args) -> int:
     rates = (200, 1_000_000) if args.quick else RATES
     workdir = tempfile.mkdtemp(prefix="bog-bench-")
     results = []
+    scrape = None
     try:
+        if getattr(args, "scrape", False):
+            if not args.json:
+                print(f"measuring scrape load at {SCRAPE_RATE} ticks/s, {seconds * 2:.0f} s per "
+                      "phase ...", file=sys.stderr, flush=True)
+            scrape = measure_scrape(SCRAPE_RATE, seconds * 2, workdir, args.config)
+            rates = ()
         for rate in rates:
             if not args.json:
                 print(f"measuring at {rate or 'max'} ticks/s for {seconds:.0f} s ...",
@@ -169,6 +263,13 @@ def run_bench(cfg, args) -> int:
             results.append(measure(rate, seconds, workdir, args.config))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if scrape is not None:
+        report = {"machine": machine(), "scrape_load": scrape, "ticks_per_s": SCRAPE_RATE,
+                  "method": "one feed+engine+monitor; engine latency from shared-memory "
+                            "histograms per phase; scrape latency measured by this client "
+                            "(HTTP keep-alive); monitor CPU from /proc/PID/stat"}
+        print(json.dumps(report, indent=2) if args.json else format_scrape(report))
+        return 0
     ok = [r for r in results if r["zero_loss"]]
     best = max(ok, key=lambda r: r["processed_per_s"], default=None)
     report = {
@@ -183,6 +284,24 @@ def run_bench(cfg, args) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+SCRAPE_RATE = 10_000  # ticks/s during the scrape-load measurement
+
+
+def format_scrape(r: dict) -> str:
+    m = r["machine"]
+    out = [f"bog bench --scrape on {m['cpu']} ({m['cpus']} CPUs), engine at {r['ticks_per_s']:,} "
+           "ticks/s", "",
+           f"{'scrapes/s':>9} {'scrapes':>8}  scrape ms P50/P99/max   tick ns P50/P99/P99.9"
+           "   feed->decision P50/P99   monitor cpu"]
+    for p in r["scrape_load"]:
+        sc, t, fd = p["scrape_ms"], p["tick_processing_ns"], p["feed_to_decision_ns"]
+        out.append(f"{p['scrapes_per_s']:>9} {p['scrapes']:>8}  {sc['p50']}/{sc['p99']}/{sc['max']}"
+                   f"   {t['p50']}/{t['p99']}/{t['p99.9']}   {fd['p50']}/{fd['p99']}"
+                   f"   {p['monitor_cpu_percent']}%")
+    out += ["", f"method: {r['method']}"]
+    return "\n".join(out)
 
 
 def format_report(r: dict) -> str:

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="shorter run (smoke test)")
+    p.add_argument("--scrape", action="store_true",
+                   help="measure the engine without and with /metrics scrape load (1/s, 100/s)")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)

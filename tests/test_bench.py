@@ -30,3 +30,17 @@ def test_bench_quick_reports_measured_figures():
         assert step["cpu_percent"]["engine"] > 0
     assert slow["lost_ticks"] == 0 and slow["zero_loss"]
     assert rep["sustained_zero_loss_ticks_per_s"] >= slow["processed_per_s"]
+
+
+def test_bench_scrape_mode_reports_engine_latency_with_and_without_scrapes():
+    r = subprocess.run([sys.executable, "-m", "bog.cli", "bench", "--scrape", "--quick", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    none, slow, burst = rep["scrape_load"]
+    assert (none["scrapes_per_s"], slow["scrapes_per_s"], burst["scrapes_per_s"]) == (0, 1, 100)
+    assert none["scrapes"] == 0 and slow["scrapes"] >= 3 and burst["scrapes"] >= 100
+    assert 0 < burst["scrape_ms"]["p50"] <= burst["scrape_ms"]["p99"]
+    for phase in (none, slow, burst):
+        assert phase["ticks"] > 0 and phase["tick_processing_ns"]["p50"] > 0
+    assert burst["monitor_cpu_percent"] > 0
