@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import FAST, cleanup_segments, merge, unique_instance, wait_for
+from support import FAST, cleanup_segments, merge, unique_instance, wait_for
 
 from bog.engine.journal import recover
 from bog.shm.layouts import FAULT_KINDS, REJECT_REASONS
@@ -288,7 +288,7 @@ def test_ring_overrun_between_processes_is_detected_and_counted(pipeline_factory
 def test_bog_run_restarts_a_crashed_engine(tmp_path):
     from bog.shm import SegmentNames
     from bog.shm.metrics import MetricsBlock
-    from conftest import to_toml
+    from support import to_toml
 
     inst = unique_instance("sup")
     cfgp = tmp_path / "bog.toml"

@@ -37,7 +37,7 @@ from bog.shm.layouts import (
 from bog.shm.ring import TicksRing, ticks_publish
 from bog.shm.segment import list_segments
 
-from conftest import FAST, wait_for
+from support import FAST, wait_for
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "tardis_book_snapshot_5_sample.csv"

@@ -14,7 +14,7 @@ from bog.monitor import collector as col
 from bog.monitor.assets import NAMES, render
 from bog.shm.metrics import CATALOGUE
 
-from conftest import ROOT, need
+from monsupport import ROOT, need
 
 HERE = Path(__file__).parent
 

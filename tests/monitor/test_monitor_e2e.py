@@ -25,7 +25,7 @@ import yaml
 
 from bog.monitor.assets import render
 
-from conftest import mon_instance, need, port_free, unlink_all, until
+from monsupport import mon_instance, need, port_free, unlink_all, until
 from test_monitor_assets import dashboard_exprs
 
 pytestmark = pytest.mark.slow
