@@ -707,6 +707,8 @@ def cmd_install_units(args, cfg) -> int:
     except PermissionError as e:
         raise CtlError(f"bogctl install-units: permission denied writing {e.filename}: run as "
                        "root (sudo bogctl install-units) or render elsewhere with --prefix DIR")
+    except OSError as e:
+        raise CtlError(f"bogctl install-units: cannot write {e.filename}: {e.strerror}")
     warnings = []
     if prefix == "/" and not args.no_reload:
         warnings = U.activate(prefix, args.user, venv, config)
