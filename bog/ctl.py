@@ -593,7 +593,8 @@ def cmd_logs(args, cfg) -> int:
     elif args.follow:
         log_dir = _log_dir(cfg)
         old = list(lv.file_entries(log_dir)) if lv.log_files(log_dir) else []
-        last = list(lv.select(old, args.pattern, since_ts, prio))[-(args.lines or 10):]
+        n = args.lines if args.lines is not None else 10
+        last = list(lv.select(old, args.pattern, since_ts, prio))[-n:] if n > 0 else []
         entries = _chain(last, lv.follow_file(log_dir))
         since_ts = None
     else:

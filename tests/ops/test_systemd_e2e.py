@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -85,6 +87,16 @@ def restart_with_dropin(m: Machine, text: str | None) -> None:
     m.sh("systemctl daemon-reload && systemctl restart bog-trading.target", timeout=180)
     wait_status(m, lambda s: s["processes"]["engine"]["up"] and s["processes"]["feed"]["up"],
                 what="feed and engine up after the restart")
+
+
+@pytest.fixture(scope="module")
+def numba_cache():
+    """numba's cache for this checkout, warmed on the host once and reused across runs."""
+    NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE))
+    subprocess.run([sys.executable, "-m", "bog.warmup"], env=env, check=True,
+                   capture_output=True, timeout=600)
+    return NUMBA_CACHE
 
 
 @pytest.fixture(scope="module")
