@@ -153,14 +153,16 @@ def test_inventory_strategy_shifts_reservation_price_against_inventory():
         (ASK, BID, {}, "crossed_book"),
         (MID, MID, {}, "locked_book"),
         (MID - 4000, MID + 4000, {}, "spread_too_wide"),
-        (BID, ASK, {"exchange_ts_ns": time.time_ns() - 10 * 10**9}, "too_old"),
-        (BID, ASK, {"exchange_ts_ns": time.time_ns() + 10 * 10**9}, "in_future"),
+        (BID, ASK, {"ts_offset_s": -10}, "too_old"),
+        (BID, ASK, {"ts_offset_s": 10}, "in_future"),
         (BID, ASK, {"full": True, "levels": ((BID, BID + 1), (1.0, 1.0), (), ())}, "bad_depth"),
         (BID, ASK, {"full": True, "levels": ((BID, BID - 1), (1.0, 0.0), (), ())}, "bad_depth"),
     ],
 )
 def test_invalid_snapshots_are_rejected_with_reason_and_not_traded(bid, ask, kwargs, reason):
     h = KernelHarness()
+    if "ts_offset_s" in kwargs:  # relative to now, not to collection time
+        kwargs = {"exchange_ts_ns": time.time_ns() + kwargs["ts_offset_s"] * 10**9}
     h.publish(bid, ask, **kwargs)
     h.run()
     assert rej(h, reason) == 1

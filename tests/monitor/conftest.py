@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monsupport import FakeOwners, MonitorProc  # noqa: F401
+from monsupport import FakeOwners, MonitorProc, mon_instance
 
 
 @pytest.fixture
