@@ -41,10 +41,36 @@ import time
 import urllib.error
 import urllib.request
 
-from bog.config import ConfigError, load_config
-from bog.shm import SegmentNames
-from bog.shm import segment as seg_mod
-from bog.shm.layouts import (
+
+def _numba_cache_fallback() -> None:
+    """Let bogctl import bog's numba modules as any user, from a read-only install.
+
+    ``@njit(cache=True)`` fails at import ("no locator available") when neither the source
+    tree's ``__pycache__`` nor the user's cache directory is writable - e.g. the installed
+    venv run by an operator account, or ``nobody``. bogctl runs no kernel, so a private
+    throw-away cache directory is enough.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    shm_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shm")
+    pycache = os.path.join(shm_dir, "__pycache__")
+    if os.access(pycache if os.path.isdir(pycache) else shm_dir, os.W_OK):
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="bogctl-numba-")
+    os.environ["NUMBA_CACHE_DIR"] = d
+    atexit.register(shutil.rmtree, d, True)
+
+
+_numba_cache_fallback()
+
+from bog.config import ConfigError, load_config  # noqa: E402  (after the cache fallback)
+from bog.shm import SegmentNames  # noqa: E402
+from bog.shm import segment as seg_mod  # noqa: E402
+from bog.shm.layouts import (  # noqa: E402
     BREAKER_STATES,
     CONTROL,
     FEED_STATES,
@@ -53,8 +79,8 @@ from bog.shm.layouts import (
     SIDES,
     SIGNAL_ACTIONS,
 )
-from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile
-from bog.shm.ring import FillQueue
+from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile  # noqa: E402
+from bog.shm.ring import FillQueue  # noqa: E402
 
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NOT_RUNNING = 0, 1, 2
 HEARTBEAT_STALE_S = 5.0

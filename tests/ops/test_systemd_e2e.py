@@ -146,6 +146,18 @@ def test_target_starts_three_pinned_notify_units_as_the_bog_user(m):
     assert s["systemd"]["bog-engine.service"]["active"] == "active"
 
 
+def test_bogctl_as_another_user_gets_clear_messages(m):
+    assert m.sh("bogctl status", user="bog", check=False).returncode in (0, 1)  # bog's own user
+    for cmd, needle in [("bogctl status", "permission denied on shared memory"),
+                        ("bogctl breaker reset", "permission denied on shared memory"),
+                        ("bogctl logs -n 1", "insufficient permissions"),
+                        ("bogctl stop", "run as root")]:
+        r = m.sh(cmd, user="nobody", check=False)
+        text = r.stdout + r.stderr
+        assert r.returncode != 0 and needle in text and "Traceback" not in text, (cmd, text)
+    assert m.sh("systemctl is-active bog-engine").stdout.strip() == "active"
+
+
 def test_journal_has_each_process_and_priorities_filter(m):
     m.wait("journalctl -u bog-trading.slice -o json --no-pager",
            lambda out: {"bog-feed", "bog-engine", "bog-monitor"} <= {
