@@ -101,7 +101,9 @@ def numba_cache():
 
 @pytest.fixture(scope="module")
 def m(tmp_path_factory, numba_cache):
-    require_tools("systemd-nspawn", "nsenter", "systemd-analyze")
+    require_tools("systemd-nspawn", "nsenter", "systemd-analyze", "runuser",
+                  # what the runbook runs (the container uses the host's /usr)
+                  "perf", "curl", "ss", "top", "taskset", "pgrep", "git")
     tmp = tmp_path_factory.mktemp("machine")
     (tmp / "bog.toml").write_text(CONFIG)
     machine = Machine(tmp, f"bog-e2e-{os.getpid()}", binds=(f"--bind-ro={NUMBA_CACHE}:/mnt/numba",))
@@ -144,6 +146,8 @@ def test_target_starts_three_pinned_notify_units_as_the_bog_user(m):
     s = wait_status(m, lambda s: all(p["up"] for p in s["processes"].values())
                     and s["engine"]["ticks_total"] > 0, what="all up and ticking")
     assert s["systemd"]["bog-engine.service"]["active"] == "active"
+    # nothing was restarted on the way up (a watchdog firing during startup would show here)
+    assert {u: v["restarts"] for u, v in s["systemd"].items()} == dict.fromkeys(s["systemd"], 0)
 
 
 def test_bogctl_as_another_user_gets_clear_messages(m):
@@ -242,9 +246,12 @@ def test_daily_loss_trips_the_breaker_runbooks_and_reset(m):
     # a fresh journal (daily PnL 0) and a limit the first fee crosses
     restart_with_dropin(m, "[Service]\\nEnvironment=MAX_DAILY_LOSS=0.01 "
                            "BOG_STATE_DIR=/var/lib/bog/daily-loss-test\\n")
-    wait_status(m, lambda s: s["engine"]["circuit_breaker"] == "OPEN", 90, "breaker OPEN")
-    m.wait("bogctl alerts --json", lambda out: {"CircuitBreakerTripped", "DailyLossLimit"} <= {
-        a["name"] for a in json.loads(out)["firing"]}, 30, "both alerts firing")
+    s = wait_status(m, lambda s: s["engine"]["circuit_breaker"] == "OPEN", 120, "breaker OPEN")
+    # fills of orders resting at the trip can still move the daily PnL back over the limit
+    want = {"CircuitBreakerTripped"} | (
+        {"DailyLossLimit"} if s["engine"]["daily_pnl_usd"] < -0.01 else set())
+    m.wait("bogctl alerts --json", lambda out: want <= {
+        a["name"] for a in json.loads(out)["firing"]}, 30, f"{want} firing")
     res = runbook(m, "Daily loss limit")
     assert "OPEN" in next(v.stdout for k, v in res.items() if k.startswith("bogctl status --json"))
     assert "tripped by risk: daily loss" in res["bogctl logs --pattern \"tripped by risk\" -n 5"].stdout
