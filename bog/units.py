@@ -244,9 +244,12 @@ def _target(o: UnitOptions) -> str:
 def _slice(o: UnitOptions) -> str:
     L = _header(o, SLICE)
     L += ["# journalctl -u bog-trading.slice: every line the three processes logged;",
-          "# systemd-cgtop bog.slice/bog-trading.slice: their CPU and memory together.", "",
+          "# systemd-cgtop bog.slice/bog-trading.slice: their memory (and CPU) together.", "",
           "[Unit]", "Description=bog trading processes (feed, engine, monitor)",
-          "Before=slices.target", "", "[Slice]", "MemoryAccounting=yes", "CPUAccounting=yes"]
+          "Before=slices.target", "", "[Slice]", "MemoryAccounting=yes",
+          "# no CPUAccounting=/CPUWeight= here or in the units: on a kernel with",
+          "# CONFIG_RT_GROUP_SCHED and the cgroup-v1 cpu controller, a unit in a cpu cgroup gets",
+          "# no real-time budget and the engine's SCHED_FIFO request fails with EPERM"]
     return "\n".join(L) + "\n"
 
 

@@ -37,6 +37,8 @@ reconcile_every_s = 0.2
 
 [process]
 housekeeping_ms = 20.0
+# sleep when idle instead of busy-polling: the container shares this machine's two cores
+engine_idle_sleep_us = 200.0
 """
 WATCHDOG_S = 5
 DROPIN = "/etc/systemd/system/bog-engine.service.d/00-test-fault.conf"
