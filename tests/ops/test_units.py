@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from opshelpers import ROOT, VENV, require_tools
 
 from bog import units as U
