@@ -8,6 +8,7 @@ same paths, so the units rendered by ``bogctl install-units`` run this very chec
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shlex
@@ -55,6 +56,7 @@ class Machine:
         with open(self.boot_log, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+        atexit.register(self.close)  # even if pytest is interrupted before the fixture ends
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and not self.init_pid:
             assert self.proc.poll() is None, f"systemd-nspawn exited:\n{self.boot_log.read_text()}"
