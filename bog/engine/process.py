@@ -92,6 +92,7 @@ class EngineService(Service):
         self.quote = np.zeros(2, np.int64)
         self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
         self.limiter = RateLimiter(burst=5, period_s=10.0)
+        self._say_levels: dict[str, int] = {}
         self.mb = self.buf.mailbox
         self.ev = self.buf.events
         self._hot_returns = 0
@@ -300,6 +301,7 @@ class EngineService(Service):
         ev[K.EVC_TAIL] = head  # hands the slots back to the kernel
 
     def _say(self, key: str, level: int, msg: str, *args) -> None:
+        self._say_levels[key] = level  # the summary of suppressed lines keeps their level
         ok, suppressed = self.limiter.allow(key)
         if ok:
             if suppressed:
@@ -382,8 +384,9 @@ class EngineService(Service):
         self._check_feed()
         self.journal.flush()
         for key, n in self.limiter.flush():
-            log.warning("%s: suppressed %d similar lines in the last %.0f s", key, n,
-                        self.limiter.period_s)
+            log.log(self._say_levels.get(key, logging.WARNING),
+                    "%s: suppressed %d similar lines in the last %.0f s", key, n,
+                    self.limiter.period_s)
 
     def reconcile(self) -> None:
         """Compare tracked position (+ fills still queued) with the executor's ledger.
