@@ -13,9 +13,7 @@ from bog.shm.layouts import (
     REJECT_REASONS,
     RISK_POSITION,
     RISK_REASONS,
-    SIG_CANCEL_ALL,
     SIG_NO_ACTION,
-    SIG_QUOTE_ASK,
     SIG_QUOTE_BOTH,
     FIXED,
 )

@@ -49,12 +49,9 @@ from bog.shm.layouts import (
     RISK_SIZE,
     SIG_CANCEL_ALL,
     SIG_NO_ACTION,
-    SIG_QUOTE_ASK,
-    SIG_QUOTE_BID,
     SIG_QUOTE_BOTH,
     STALE_AGE_US_EDGES,
     TICK_SLOT,
-    VOLUME_USD_EDGES,
 )
 from bog.shm.ring import READ_OK, READ_TORN, fills_push, ticks_read
 

@@ -43,7 +43,6 @@ from bog.shm.layouts import (
     REJECT_REASONS,
     RING_CAPACITY,
     RING_CTRL_WORDS,
-    SIGNAL_ACTIONS,
     TICK_SLOT_WORDS,
     VOLUME_USD_EDGES,
 )

@@ -42,19 +42,16 @@ import numpy as np
 
 from bog.config import ConfigError
 from bog.feed import csvformat, record
+from bog.feed.publish import publish_snapshot
 from bog.log import RateLimiter
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
-from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     DEPTH,
-    FEED_LATENCY_US_EDGES,
     FIXED,
     FLAG_FULL_SNAPSHOT,
-    LATENCY_NS_EDGES,
     TICK_SLOT,
     TICK_SLOT_WORDS,
 )
-from bog.shm.ring import ticks_publish
 
 log = logging.getLogger("bog.feed.replay")
 
@@ -411,23 +408,9 @@ def replay_run(rows_words, pace_ts, latency, state, staging, ctrl, words, metric
             sw[k] = rows_words[i, k]
         slot.exchange_ts_ns = due - latency[i]
         slot.local_recv_ns = now
-        t0 = clock_ns(CLOCK_REALTIME)
-        slot.local_publish_ns = t0
-        ticks_publish(ctrl, words, sw)
-        t1 = clock_ns(CLOCK_REALTIME)
+        publish_snapshot(ctrl, words, sw, slot, m)
         s.next_row = i + 1
         published += 1
-        m.messages_total += 1
-        if slot.flags & FLAG_FULL_SNAPSHOT:
-            m.full_snapshots_total += 1
-        if slot.trade_sz > 0:
-            m.trades_total += 1
-        m.last_sequence = slot.sequence
-        lat_us = (now - slot.exchange_ts_ns) // 1000
-        m.feed_latency_us_bucket[bucket_index(FEED_LATENCY_US_EDGES, lat_us)] += 1
-        m.feed_latency_us_sum += lat_us
-        m.publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, t1 - t0)] += 1
-        m.publish_ns_sum += t1 - t0
     return 0
 
 

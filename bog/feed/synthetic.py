@@ -16,16 +16,13 @@ import numpy as np
 
 from bog.config import FeedConfig
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
-from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     DEPTH,
-    FEED_LATENCY_US_EDGES,
     FIXED,
     FLAG_FULL_SNAPSHOT,
-    LATENCY_NS_EDGES,
     TICK_SLOT,
 )
-from bog.shm.ring import ticks_publish
+from bog.feed.publish import publish_snapshot
 
 SYNTH_PARAMS = np.dtype(
     [
@@ -211,22 +208,8 @@ def synth_run(params, state, staging, ctrl, words, metrics, stop_ns, max_updates
         s.sequence += 1
         _inject_faults(p, s, slot, m)
         slot.sequence = s.sequence
-        t0 = clock_ns(CLOCK_REALTIME)
-        slot.local_publish_ns = t0
-        ticks_publish(ctrl, words, sw)
-        t1 = clock_ns(CLOCK_REALTIME)
+        publish_snapshot(ctrl, words, sw, slot, m)
         published += 1
-        m.messages_total += 1
-        if slot.flags & FLAG_FULL_SNAPSHOT:
-            m.full_snapshots_total += 1
-        if slot.trade_sz > 0:
-            m.trades_total += 1
-        m.last_sequence = s.sequence
-        lat_us = (slot.local_recv_ns - slot.exchange_ts_ns) // 1000
-        m.feed_latency_us_bucket[bucket_index(FEED_LATENCY_US_EDGES, lat_us)] += 1
-        m.feed_latency_us_sum += lat_us
-        m.publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, t1 - t0)] += 1
-        m.publish_ns_sum += t1 - t0
     return 0
 
 

@@ -8,11 +8,9 @@ test sets field by field. ``MonitorProc`` runs ``bog monitor`` as its own proces
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,45 +18,25 @@ import time
 from pathlib import Path
 
 import httpx
-import posix_ipc
 import pytest
 
 from bog.shm import SegmentNames
 from bog.shm.metrics import MetricsBlock
 from bog.shm.ring import FillQueue
-from bog.shm.segment import list_segments
+
+from support import cleanup_segments, free_port, unique_instance, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-_n = itertools.count()
 
 
 def mon_instance() -> str:
-    return f"m{os.getpid()}x{next(_n)}"
+    return unique_instance("m")
 
 
-def port_free() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unlink_all(instance: str) -> None:
-    for name in list_segments(instance):
-        try:
-            posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
-            pass
-
-
-def until(pred, timeout=20.0, interval=0.05, what="condition"):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+# one implementation of these for every test suite (tests/support.py)
+port_free = free_port
+unlink_all = cleanup_segments
+until = wait_for
 
 
 def need(binary: str) -> str:

@@ -16,9 +16,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bog.monitor import collector as col
-from bog.monitor.alerts import RULES, AlertEngine
+from bog.monitor.alerts import RULES
 from bog.monitor.health import health
-from bog.monitor.history import History, Window
+from bog.monitor.history import Window
 from bog.monitor.reader import CRASHED, STALLED, UP
 from bog.monitor.state import MonitorState
 from bog.shm.layouts import LATENCY_NS_EDGES, STALE_AGE_US_EDGES
