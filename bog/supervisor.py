@@ -85,7 +85,13 @@ class Supervisor:
                 if self.should_exit:
                     break
                 if not self._start(child, wait=True):
-                    log.critical("bog run: %s failed to start; stopping", child.name)
+                    code = child.proc.returncode if child.proc else None
+                    if code is not None and code < 0:
+                        # killed by a signal while starting: a crash, restarted like any other
+                        log.error("bog-%s killed by signal %d while starting", child.name, -code)
+                        continue
+                    log.critical("bog run: %s failed to start (exit status %s); stopping",
+                                 child.name, code)
                     self.should_exit = True
                     self._stop_all()
                     return 1

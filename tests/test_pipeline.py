@@ -294,9 +294,10 @@ def test_bog_run_restarts_a_crashed_engine(tmp_path):
     cfgp = tmp_path / "bog.toml"
     cfgp.write_text(to_toml(FAST))
     env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "l"))
+    out = open(tmp_path / "run.out", "wb")
     sup = subprocess.Popen([sys.executable, "-m", "bog.cli", "run", "--instance", inst,
                             "--config", str(cfgp), "--no-monitor"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=out, stderr=subprocess.STDOUT)
     names = SegmentNames(inst)
 
     def engine_pid():
@@ -310,7 +311,9 @@ def test_bog_run_restarts_a_crashed_engine(tmp_path):
             blk.close(unlink=False)
 
     try:
-        first = wait_for(engine_pid, 120, what="engine up under bog run")
+        wait_for(lambda: b"pipeline up" in (tmp_path / "run.out").read_bytes(), 120,
+                 what="bog run: pipeline up")
+        first = engine_pid()
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: (p := engine_pid()) and p != first and p, 60,
                           what="engine restarted by the supervisor")
@@ -319,6 +322,29 @@ def test_bog_run_restarts_a_crashed_engine(tmp_path):
         assert "bog-engine exited with status -9; restarting" in log
     finally:
         sup.send_signal(signal.SIGTERM)
-        assert sup.wait(60) == 0
+        code = sup.wait(60)
+        out.close()
+        assert code == 0, (tmp_path / "run.out").read_text()[-3000:]
         assert list_segments(inst) == []
         cleanup_segments(inst)
+
+
+def test_engine_restarted_beyond_daily_loss_limit_starts_halted(pipeline_factory):
+    import time as _t
+
+    from bog.engine.journal import Journal
+
+    pl = pipeline_factory(merge(BUSY, {"risk": {"max_daily_loss_usd": 50.0}}))
+    j = Journal(str(pl.journal_path()))
+    now = _t.time_ns()
+    j.fill(1, 1, 1, 60_000 * 10**9, 10**8, 0, 0, now - 2000)  # buy 0.1 @ 60,000
+    j.fill(2, 2, -1, 59_000 * 10**9, 10**8, 0, 0, now - 1000)  # sell 0.1 @ 59,000: -100 USD
+    j.close()
+    pl.start_all()
+    wait_for(lambda: int(pl.metrics()["circuit_breaker_state"]) == 2, 10, what="breaker open")
+    m = pl.metrics()
+    assert m["daily_pnl_usd"] == pytest.approx(-100.0)
+    assert int(m["circuit_breaker_latched"]) == 1
+    time.sleep(0.5)
+    assert int(pl.metrics()["open_orders"]) == 0 and int(pl.metrics()["orders_placed_total"].sum()) == 0
+    assert "beyond the daily loss limit" in pl.log_text()

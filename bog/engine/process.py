@@ -92,6 +92,7 @@ class EngineService(Service):
         self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._say_levels: dict[str, int] = {}
+        self._loss_tripped = False  # daily loss trip requested (until reset or a new day)
         self.mb = self.buf.mailbox
         self.ev = self.buf.events
         self._hot_returns = 0
@@ -120,6 +121,12 @@ class EngineService(Service):
         m["max_position_btc"] = cfg.risk.max_position_btc
         m["max_daily_loss_usd"] = cfg.risk.max_daily_loss_usd
         self._publish_position()
+        if self.tracker.daily_pnl <= -cfg.risk.max_daily_loss_usd:
+            # a restart must not clear a daily-loss halt: start latched
+            log.critical("daily PnL %.2f USD is beyond the daily loss limit %.2f USD at start",
+                         self.tracker.daily_pnl, cfg.risk.max_daily_loss_usd)
+            self._loss_tripped = True
+            self._request_trip(K.TRIP_DAILY_LOSS)
 
         self.ring = _NoFeed()
         self.feed_epoch = 0
@@ -246,15 +253,17 @@ class EngineService(Service):
             if n == 0:
                 break
             recs = self.fill_out[:n].view(FILL).reshape(-1)
+            limit = -self.cfg.risk.max_daily_loss_usd
             for r in recs:
                 self._journal_and_apply(self.tracker, r)
+                # the limit applies at every fill, not to the net of a batch
+                if self.tracker.daily_pnl <= limit and not self._loss_tripped:
+                    self._loss_tripped = True
+                    self._request_trip(K.TRIP_DAILY_LOSS)
             fills_commit(self.fills.ctrl, n)
             total += n
         if total:
             self._publish_position()
-            if (self.tracker.daily_pnl <= -self.cfg.risk.max_daily_loss_usd
-                    and int(self.state[0]["latched"]) == 0):
-                self._request_trip(K.TRIP_DAILY_LOSS)
         return total
 
     def _request_trip(self, reason: int) -> None:
@@ -372,6 +381,7 @@ class EngineService(Service):
         self.watchdog()
         self._check_control()
         if self.tracker.roll_day(now):
+            self._loss_tripped = False
             log.info("new UTC day: daily PnL reset")
             self._publish_position()
         else:
@@ -420,6 +430,7 @@ class EngineService(Service):
         req = int(c["breaker_reset_requests"])
         if req != self._seen_reset:
             self._seen_reset = req
+            self._loss_tripped = False  # re-armed: the next fill beyond the limit trips again
             self.mb[K.MB_RESET_SEQ] += 1  # the kernel closes the breaker and logs it
         paused = 1 if int(c["pause_requested"]) else 0
         if paused != int(self.mb[K.MB_PAUSED]):
