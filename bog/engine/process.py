@@ -307,6 +307,7 @@ class EngineService(Service):
         for i in range(tail, head):
             self._handle_event(rows[i % cap])
         ev[K.EVC_TAIL] = head  # hands the slots back to the kernel
+        self.journal.flush()  # order events reach the file within a millisecond too
 
     def _say(self, key: str, level: int, msg: str, *args) -> None:
         self._say_levels[key] = level  # the summary of suppressed lines keeps their level
