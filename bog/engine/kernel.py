@@ -2,8 +2,8 @@
 
 ``engine_run`` polls the ticks ring and, for each new snapshot: sequence/gap checks,
 staleness recovery, validation, circuit breaker, book update, paper fill matching, strategy,
-risk checks, order placement, metrics. It returns to Python (housekeeping) when a fill was
-produced, when the event buffer needs draining, or at the housekeeping deadline.
+risk checks, order placement, metrics. It runs in the engine's hot thread with the GIL released
+and returns only when the mailbox says stop (or at ``stop_ns``, for tests and warm-up).
 
 Anything Python must log or journal is appended to a local event buffer (``EV_*`` records)
 instead of being done here. Local state (``ENGINE_STATE``), parameters (``ENGINE_PARAMS``)
