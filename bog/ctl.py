@@ -15,7 +15,7 @@
     bogctl breaker reset                      close a latched circuit breaker
     bogctl pause | resume                     stop / restart quoting (quotes are cancelled)
     bogctl reconcile                          run a position reconciliation now
-    bogctl config prometheus|alerts|rules|alertmanager|grafana   print the shipped assets
+    bogctl config prometheus|alerts|rules|alertmanager|grafana|grafana-alerts   print the shipped assets
     bogctl install-units [--prefix DIR] [--config F] [--instance N] [--user U] [--print]
                                               render the systemd units for this venv
 
@@ -81,6 +81,7 @@ from bog.shm.layouts import (  # noqa: E402
 )
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile  # noqa: E402
 from bog.shm.ring import FillQueue  # noqa: E402
+from bog.monitor.assets import NAMES  # noqa: E402
 
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NOT_RUNNING = 0, 1, 2
 HEARTBEAT_STALE_S = 5.0
@@ -800,7 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("resume", parents=[common], help="resume quoting")
     sub.add_parser("reconcile", parents=[common], help="reconcile position now")
     c = sub.add_parser("config", parents=[common], help="print shipped Prometheus/Grafana assets")
-    c.add_argument("what", choices=("prometheus", "alerts", "rules", "alertmanager", "grafana"))
+    c.add_argument("what", choices=NAMES, help="which asset: " + ", ".join(NAMES))
     i = sub.add_parser("install-units", parents=[common], help="render the systemd units")
     i.add_argument("--prefix", default="/", help="install root (default /: /etc/systemd/system, "
                    "then systemd-sysusers and daemon-reload)")
