@@ -340,7 +340,8 @@ def cmd_control(args, cfg) -> int:
 def cmd_config(args, cfg) -> int:
     from bog.monitor.assets import render
 
-    print(render(args.what, instance=args.instance, port=cfg.monitor.port), end="")
+    print(render(args.what, instance=args.instance, port=cfg.monitor.port,
+                 strategy=cfg.strategy.name), end="")
     return 0
 
 
