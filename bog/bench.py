@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from bog.process import stop_child
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -109,14 +110,8 @@ class _Run:
         self.fm.close(unlink=False)
         self.em.close(unlink=False)
         for p in (self.monitor, self.engine, self.feed):
-            if p is None:
-                continue
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            if p is not None:
+                stop_child(p)
         for n in seg_mod.list_segments(self.instance):
             try:
                 import posix_ipc

@@ -68,6 +68,7 @@ def _numba_cache_fallback() -> None:
 _numba_cache_fallback()
 
 from bog.config import ConfigError, load_config  # noqa: E402  (after the cache fallback)
+from bog.monitor.assets import NAMES  # noqa: E402
 from bog.shm import SegmentNames  # noqa: E402
 from bog.shm import segment as seg_mod  # noqa: E402
 from bog.shm.layouts import (  # noqa: E402
@@ -81,7 +82,6 @@ from bog.shm.layouts import (  # noqa: E402
 )
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile  # noqa: E402
 from bog.shm.ring import FillQueue  # noqa: E402
-from bog.monitor.assets import NAMES  # noqa: E402
 
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NOT_RUNNING = 0, 1, 2
 HEARTBEAT_STALE_S = 5.0

@@ -59,6 +59,20 @@ def pin_to_core(core: int) -> int:
     return core
 
 
+def stop_child(p, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
+    """Stop a child process (``subprocess.Popen``): ``sig``, then SIGKILL after ``timeout_s``.
+
+    Returns its exit status (negative: killed by that signal)."""
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout_s)
+        except Exception:  # subprocess.TimeoutExpired
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
 def set_realtime(priority: int) -> bool:
     """SCHED_FIFO at ``priority``; under systemd the unit sets it (CPUSchedulingPolicy=)."""
     if priority <= 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support import Pipeline, cleanup_segments, unique_instance
 
 

@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import posix_ipc
 
+from bog.process import stop_child
 from bog.shm import SegmentNames
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock
 from bog.shm.segment import SegmentError, list_segments
-
-import posix_ipc
 
 ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
@@ -70,15 +70,9 @@ class Proc:
         return self.p.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=20.0) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        code = stop_child(self.p, sig, timeout)
         self.logf.close()
-        return self.p.returncode
+        return code
 
     def output(self) -> str:
         self.logf.flush()

@@ -10,12 +10,12 @@ from harness import KernelHarness
 
 from bog.engine import kernel as K
 from bog.shm.layouts import (
+    FIXED,
     REJECT_REASONS,
     RISK_POSITION,
     RISK_REASONS,
     SIG_NO_ACTION,
     SIG_QUOTE_BOTH,
-    FIXED,
 )
 
 MID = 60000.0

@@ -286,9 +286,10 @@ def test_ring_overrun_between_processes_is_detected_and_counted(pipeline_factory
 
 
 def test_bog_run_restarts_a_crashed_engine(tmp_path):
+    from support import to_toml
+
     from bog.shm import SegmentNames
     from bog.shm.metrics import MetricsBlock
-    from support import to_toml
 
     inst = unique_instance("sup")
     cfgp = tmp_path / "bog.toml"

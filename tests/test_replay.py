@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
+from support import FAST, wait_for
 
 from bog.feed import csvformat, record
 from bog.feed.replay import (
@@ -36,8 +37,6 @@ from bog.shm.layouts import (
 )
 from bog.shm.ring import TicksRing, ticks_publish
 from bog.shm.segment import list_segments
-
-from support import FAST, wait_for
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "tardis_book_snapshot_5_sample.csv"

@@ -19,7 +19,14 @@ import numba as nb
 import numpy as np
 
 from bog.config import Config
-from bog.shm.atomics import CLOCK_REALTIME, clock_ns, cpu_relax, load_acquire, sleep_ns, store_release
+from bog.shm.atomics import (
+    CLOCK_REALTIME,
+    clock_ns,
+    cpu_relax,
+    load_acquire,
+    sleep_ns,
+    store_release,
+)
 from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     FILL_LIQ_MAKER,

@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from bog.config import FeedConfig
+from bog.feed.publish import publish_snapshot
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
 from bog.shm.layouts import (
     DEPTH,
@@ -22,7 +23,6 @@ from bog.shm.layouts import (
     FLAG_FULL_SNAPSHOT,
     TICK_SLOT,
 )
-from bog.feed.publish import publish_snapshot
 
 SYNTH_PARAMS = np.dtype(
     [

@@ -18,7 +18,6 @@ from importlib import resources
 import orjson
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, Response
-
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from bog import __version__

@@ -17,8 +17,8 @@ from collections import deque
 
 import numpy as np
 
-from bog.shm.metrics import histogram_quantile
 from bog.monitor.reader import Reading
+from bog.shm.metrics import histogram_quantile
 
 HISTORY_S = 3660.0  # longest window in use (1 h) plus a margin
 

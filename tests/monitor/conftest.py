@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from monsupport import FakeOwners, MonitorProc, mon_instance
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import cleanup_segments, free_port, unique_instance, wait_for
 
+from bog.process import stop_child
 from bog.shm import SegmentNames
 from bog.shm.metrics import MetricsBlock
 from bog.shm.ring import FillQueue
-
-from support import cleanup_segments, free_port, unique_instance, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,14 +168,8 @@ class MonitorProc:
         return p.read_text(errors="replace") if p.exists() else ""
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        code = stop_child(self.p, sig, timeout)
         self._out.close()
-        return self.p.returncode
+        return code
 
 

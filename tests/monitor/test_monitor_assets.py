@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from monsupport import ROOT, need
 
 from bog.monitor import collector as col
 from bog.monitor.assets import NAMES, render
 from bog.shm.metrics import CATALOGUE
-
-from monsupport import ROOT, need
 
 HERE = Path(__file__).parent
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
-from bog.monitor.assets import render
-
 from monsupport import mon_instance, need, port_free, unlink_all, until
 from test_monitor_assets import dashboard_exprs
+
+from bog.monitor.assets import render
+from bog.process import stop_child
 
 pytestmark = pytest.mark.slow
 
@@ -131,13 +131,7 @@ def start(argv, out: Path) -> subprocess.Popen:
 
 
 def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    stop_child(p)
 
 
 def test_prometheus_alertmanager_end_to_end(tmp_path):

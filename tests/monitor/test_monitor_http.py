@@ -11,9 +11,8 @@ import sys
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from monsupport import MonitorProc, mon_instance, need, unlink_all, until
+from prometheus_client.parser import text_string_to_metric_families
 
 # promtool's only finding on our exposition: the guide's (and issue 3's) metric names carry
 # their unit abbreviated (_ns, _us), which promtool's naming lint flags. These are the names

@@ -9,7 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from support import FAST, cleanup_segments, free_port, merge, to_toml, unique_instance, wait_for
+from support import (
+    FAST,
+    cleanup_segments,
+    free_port,
+    merge,
+    to_toml,
+    unique_instance,
+    wait_for,
+)
 
 from bog import ctl
 from bog.shm.segment import list_segments

@@ -22,8 +22,15 @@ import sys
 import time
 
 import pytest
-from opshelpers import (NUMBA_CACHE, VENV, Machine, require_tools, run_runbook_block,
-                        runbook_blocks, section)
+from opshelpers import (
+    NUMBA_CACHE,
+    VENV,
+    Machine,
+    require_tools,
+    run_runbook_block,
+    runbook_blocks,
+    section,
+)
 
 pytestmark = pytest.mark.slow
 
