@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,51 @@ def test_prometheus_config_targets_this_instance_and_port(tmp_path):
 def test_unknown_asset_is_refused():
     r = ctl("config", "nagios")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_status_judges_tick_latency_over_its_sampling_window(instance):
+    """A slow start long ago must not mark a now-fast engine degraded forever."""
+    import threading
+    import time
+
+    from bog.config import build_config
+    from bog.ctl import collect_status
+    from bog.shm import SegmentNames
+    from bog.shm.layouts import LATENCY_NS_EDGES
+    from bog.shm.metrics import MetricsBlock
+
+    names = SegmentNames(instance)
+    blocks = {p: MetricsBlock.create(names.metrics(p), p) for p in ("feed", "engine")}
+    try:
+        for b in blocks.values():
+            r = b.m[0]
+            r["pid"], r["running"], r["start_ns"] = os.getpid(), 1, time.time_ns()
+            r["heartbeat_ns"] = time.time_ns()
+            b.segment.mark_ready()
+        e = blocks["engine"].m[0]
+        slow = list(LATENCY_NS_EDGES).index(50_000)
+        e["tick_processing_ns_bucket"][slow] = 1000  # 1,000 slow ticks at start
+        stop = threading.Event()
+
+        def fast_ticks():
+            while not stop.is_set():
+                e["tick_processing_ns_bucket"][3] += 10  # <= 400 ns
+                e["ticks_total"] += 10
+                for b in blocks.values():
+                    b.m[0]["heartbeat_ns"] = time.time_ns()
+                time.sleep(0.01)
+
+        t = threading.Thread(target=fast_ticks)
+        t.start()
+        try:
+            s = collect_status(instance, build_config({}, env={}), sample_s=0.5)
+        finally:
+            stop.set()
+            t.join()
+        eng = s["engine"]
+        assert eng["tick_latency_window"].startswith("last")
+        assert eng["tick_latency_ns_p99"] <= 400
+        assert not any("tick latency" in p for p in s["problems"])
+    finally:
+        for b in blocks.values():
+            b.close()
