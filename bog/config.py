@@ -118,6 +118,9 @@ class ExecutionConfig:
     fill_queue_size: int = opt(1024, 1, 1 << 20, doc="fill queue capacity (restart to change)")
     reconcile_every_s: float = opt(1.0, 0.01, 3600.0, doc="position reconciliation period")
     journal_dir: str = opt("state", doc="journal directory (owner-only), relative to cwd")
+    journal_rotate_mb: float = opt(64.0, 0.001, 1e6,
+                                   doc="rotate (checkpoint) the journal at start when larger; "
+                                       "it also rotates at every new UTC day")
     # fault injection (tests): stop draining the fill queue so it fills up
     fault_stop_fill_drain: bool = opt(False, doc="never drain fills (overflow test)")
     fault_slow_tick_every: int = opt(0, 0, 1_000_000_000, doc="slow every Nth tick; 0 = never")

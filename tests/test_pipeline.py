@@ -349,3 +349,29 @@ def test_engine_restarted_beyond_daily_loss_limit_starts_halted(pipeline_factory
     time.sleep(0.5)
     assert int(pl.metrics()["open_orders"]) == 0 and int(pl.metrics()["orders_placed_total"].sum()) == 0
     assert "beyond the daily loss limit" in pl.log_text()
+
+
+def test_large_journal_is_rotated_at_start_with_an_exact_checkpoint(pipeline_factory):
+    pl = pipeline_factory(BUSY).start_all()
+    wait_for(lambda: fills_received(pl) >= 5, 60, what="5 fills")
+    pl.stop_all()
+    before = recover(str(pl.journal_path())).tracker
+    small = merge(BUSY, {"execution": {"journal_rotate_mb": 0.001}})
+    from support import to_toml
+
+    pl.config_path.write_text(to_toml(small))
+    pl.start("engine")  # no feed: nothing trades after the restart
+    m = pl.metrics()
+    assert m["position_btc"] == before.position and m["realized_pnl_usd"] == before.realized_pnl
+    assert "journal rotated (larger than journal_rotate_mb)" in pl.procs["engine"].output()
+    archives = list(pl.journal_path().parent.glob("journal-*.jsonl"))
+    assert len(archives) == 1
+    lines = pl.journal_path().read_text().splitlines()
+    assert len(lines) == 1 and orjson.loads(lines[0])["type"] == "Checkpoint"
+    assert pl.stop_all()["engine"] == 0
+    # and the next start recovers from the checkpoint alone
+    pl.config_path.write_text(to_toml(BUSY))
+    pl.start("engine")
+    m = pl.metrics()
+    assert m["position_btc"] == before.position and m["entry_price_usd"] == before.entry_price
+    assert m["realized_pnl_usd"] == before.realized_pnl and int(m["trades_total"]) == before.trades

@@ -109,3 +109,38 @@ def test_journal_is_owner_only_and_recovery_skips_malformed_and_duplicate_lines(
     rec = recover(str(path))
     assert rec.fills == 2 and rec.malformed == [4]
     assert rec.tracker.realized_pnl == pytest.approx(10.0)
+
+
+def test_rotation_archives_the_journal_and_recovery_continues_from_the_checkpoint(tmp_path):
+    import time
+
+    path = str(tmp_path / "journal.jsonl")
+    live = PositionTracker()
+    j = Journal(path)
+    now = time.time_ns()
+    fid = 0
+
+    def fill(side, qty, px, fee):
+        nonlocal fid
+        fid += 1
+        px_fixed = round(px * FIXED)
+        j.fill(fid, 100 + fid, side, px_fixed, qty, fee, 0, now + fid)
+        live.apply_fill(side, qty, px_fixed / FIXED, fee / FIXED, now + fid)
+
+    fill(1, FIXED // 3, 60_000.123, 7)
+    fill(-1, FIXED // 7, 60_010.5, 3)
+    archive = j.rotate(live, fid, 100 + fid)
+    fill(1, FIXED // 9, 59_990.25, 5)
+    j.close()
+    rec = recover(path)
+    t = rec.tracker
+    assert (t.position_fixed, t.entry_price, t.realized_pnl, t.daily_pnl, t.trades,
+            t.volume_usd, t.fees_usd) == (live.position_fixed, live.entry_price,
+                                          live.realized_pnl, live.daily_pnl, live.trades,
+                                          live.volume_usd, live.fees_usd)
+    assert rec.checkpoints == 1 and rec.fills == 1 and rec.last_fill_id == 3
+    assert os.path.exists(archive) and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # the archive alone still recovers the state as it was at rotation
+    assert recover(archive).fills == 2
+    lines = open(path).read().splitlines()
+    assert len(lines) == 2 and '"Checkpoint"' in lines[0]

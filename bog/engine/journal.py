@@ -1,18 +1,24 @@
 """Append-only JSONL journal of order and fill events (owner-only), and recovery from it.
 
 One event per line: ``OrderSubmit``, ``OrderAck``, ``OrderCancel``, ``Fill``,
-``PositionCorrection``, each with ``ts_ms`` (unix ms) and ``ts_ns``. Fills carry exact
+``PositionCorrection``, ``Checkpoint``, each with ``ts_ms`` (unix ms) and ``ts_ns``. Fills carry exact
 fixed-point integers (``qty_fixed``, ``price_fixed``, ``fee_fixed``, x1e9) next to readable
 floats, and a ``fill_id`` that increases across restarts. Fill lines are written with one
 ``write(2)`` each as they are drained (flushed per fill); order events are batched per
 housekeeping pass. ``recover`` replays the file through the same ``PositionTracker`` the
 live engine uses, so position, entry price, realized and daily PnL come back exactly.
+
+The journal does not grow forever: ``rotate`` (at each new UTC day, and at start when the file
+is large) renames the file to ``journal-<UTC time>.jsonl`` and starts a new one with a
+``Checkpoint`` of the whole tracking state (exact floats), from which recovery continues.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import orjson
@@ -65,6 +71,37 @@ class Journal:
                "delta": delta_fixed / FIXED, "reason": reason}
         os.write(self.fd, orjson.dumps(doc) + b"\n")
 
+    def rotate(self, tracker: PositionTracker, last_fill_id: int, last_order_id: int) -> str:
+        """Archive this file and continue in a new one that starts with a Checkpoint.
+
+        Returns the archive's path. The checkpoint is written (one write(2)) before the old
+        file is renamed away, into a temporary file renamed over the journal's name, so a
+        crash at any point leaves either the old journal or the new one in place.
+        """
+        self.flush()
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now / 1e9))
+        base = self.path[: -len(".jsonl")] if self.path.endswith(".jsonl") else self.path
+        archive = f"{base}-{stamp}.jsonl"
+        doc = {"type": "Checkpoint", "ts_ms": now // 1_000_000, "ts_ns": now,
+               "tracker": dataclasses.asdict(tracker), "last_fill_id": last_fill_id,
+               "last_order_id": last_order_id, "continues": os.path.basename(archive)}
+        tmp = self.path + ".new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, orjson.dumps(doc) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.close(self.fd)
+        os.link(self.path, archive)  # keep the old journal under its archive name
+        os.replace(tmp, self.path)  # atomically: the journal is now the checkpointed one
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        return archive
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
     def flush(self) -> None:
         if self._pending:
             os.write(self.fd, b"".join(self._pending))
@@ -84,6 +121,7 @@ class Recovered:
     last_order_id: int = 0
     fills: int = 0
     corrections: int = 0
+    checkpoints: int = 0
     malformed: list[int] = field(default_factory=list)  # line numbers
 
 
@@ -117,6 +155,11 @@ def recover(path: str) -> Recovered:
                 elif kind == "PositionCorrection":
                     t.correct(int(doc["position_fixed"]))
                     rec.corrections += 1
+                elif kind == "Checkpoint":
+                    t = rec.tracker = PositionTracker(**doc["tracker"])
+                    rec.last_fill_id = int(doc["last_fill_id"])
+                    rec.last_order_id = int(doc["last_order_id"])
+                    rec.checkpoints += 1
                 elif kind in ("OrderSubmit", "OrderAck", "OrderCancel"):
                     rec.last_order_id = max(rec.last_order_id, int(doc["order_id"]))
                 else:

@@ -27,7 +27,7 @@ import numpy as np
 
 from bog.engine import kernel as K
 from bog.engine.journal import Journal, recover
-from bog.engine.position import PositionTracker
+from bog.engine.position import PositionTracker, utc_day
 from bog.log import RateLimiter
 from bog.process import Service, pin_to_core, set_realtime
 from bog.shm import SegmentNames
@@ -93,6 +93,7 @@ class EngineService(Service):
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._say_levels: dict[str, int] = {}
         self._loss_tripped = False  # daily loss trip requested (until reset or a new day)
+        self._day = utc_day(time.time_ns())  # UTC day of the daily PnL and of the journal
         self.mb = self.buf.mailbox
         self.ev = self.buf.events
         self._hot_returns = 0
@@ -104,6 +105,8 @@ class EngineService(Service):
         # The metrics block first: it is how a live engine is detected (create() refuses).
         self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
         self.tracker = self._recover()
+        if self.journal.size() > cfg.execution.journal_rotate_mb * 1e6:
+            self._rotate_journal("larger than journal_rotate_mb")
         self.fills = FillQueue.create(self.names.fills, cfg.execution.fill_queue_size)
         ctl = seg_mod.create(self.names.control, KIND_CONTROL, CONTROL.itemsize)
         self.control = ctl
@@ -192,6 +195,7 @@ class EngineService(Service):
         st = self.state[0]
         st["next_order_id"] = rec.last_order_id + 1
         st["next_fill_id"] = rec.last_fill_id + 1
+        self._last_fill_id = rec.last_fill_id
         t = rec.tracker
         if rec.fills or stranded:
             log.info("recovered from journal %s: %d fills (+%d from the old fill queue), "
@@ -275,6 +279,7 @@ class EngineService(Service):
         fee_fixed, ts = int(r["fee_usd"]), int(r["ts_ns"])
         self.journal.fill(int(r["fill_id"]), int(r["order_id"]), side, price_fixed, qty,
                           fee_fixed, int(r["liquidity"]), ts)
+        self._last_fill_id = int(r["fill_id"])
         tracker.apply_fill(side, qty, price_fixed / FIXED, fee_fixed / FIXED, ts)
         if self.metrics is not None:
             m = self.metrics.m[0]
@@ -381,9 +386,12 @@ class EngineService(Service):
         m["heartbeat_ns"] = now
         self.watchdog()
         self._check_control()
-        if self.tracker.roll_day(now):
+        self.tracker.roll_day(now)  # (a fill after midnight may already have rolled it)
+        if utc_day(now) != self._day:
+            self._day = utc_day(now)
             self._loss_tripped = False
             log.info("new UTC day: daily PnL reset")
+            self._rotate_journal("new UTC day")
             self._publish_position()
         else:
             m["unrealized_pnl_usd"] = self.tracker.unrealized(float(self.state[0]["mid"]))
@@ -397,6 +405,17 @@ class EngineService(Service):
             log.log(self._say_levels.get(key, logging.WARNING),
                     "%s: suppressed %d similar lines in the last %.0f s", key, n,
                     self.limiter.period_s)
+
+    def _rotate_journal(self, why: str) -> None:
+        """Archive the journal and continue from a checkpoint (keeps recovery fast)."""
+        try:
+            archive = self.journal.rotate(self.tracker, self._last_fill_id,
+                                          int(self.state[0]["next_order_id"]) - 1)
+        except OSError as e:  # keep journaling to the current file
+            log.error("journal rotation (%s) failed: %s; continuing in the same file", why, e)
+            return
+        log.info("journal rotated (%s): archived as %s; the new journal starts with a "
+                 "checkpoint", why, archive)
 
     def reconcile(self) -> None:
         """Compare tracked position (+ fills still queued) with the executor's ledger.
