@@ -96,7 +96,7 @@ def test_recovery_from_journal_is_bit_exact(tmp_path_factory, fs):
 
 
 def test_journal_is_owner_only_and_recovery_skips_malformed_and_duplicate_lines(tmp_path):
-    path = tmp_path / "state" / "journal.jsonl"
+    path = tmp_path / "state" / "inst" / "journal.jsonl"
     j = Journal(str(path))
     j.fill(1, 1, 1, 100 * FIXED, FIXED, 0, 0, DAY0)
     j.fill(1, 1, 1, 100 * FIXED, FIXED, 0, 0, DAY0)  # written twice around a crash
@@ -106,6 +106,7 @@ def test_journal_is_owner_only_and_recovery_skips_malformed_and_duplicate_lines(
         f.write(b'{"type": "Fill", "fill_id": 3, "side": "bu\n')  # torn last line
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path.parent.parent).st_mode) == 0o700  # parents too
     rec = recover(str(path))
     assert rec.fills == 2 and rec.malformed == [4]
     assert rec.tracker.realized_pnl == pytest.approx(10.0)

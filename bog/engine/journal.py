@@ -35,11 +35,23 @@ class JournalError(RuntimeError):
     pass
 
 
+def _make_private_dirs(d: str) -> None:
+    """Create ``d`` and any missing parents owner-only (os.makedirs gives parents 0755)."""
+    missing = []
+    while d and not os.path.isdir(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:
+            pass
+
+
 class Journal:
     def __init__(self, path: str):
         self.path = path
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, mode=0o700, exist_ok=True)
+        _make_private_dirs(os.path.dirname(os.path.abspath(path)))
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as e:
