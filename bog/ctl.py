@@ -73,7 +73,9 @@ from bog.config import ConfigError, load_config  # noqa: E402  (after the cache 
 from bog.monitor.assets import NAMES  # noqa: E402
 from bog.shm import SegmentNames  # noqa: E402
 from bog.shm import segment as seg_mod  # noqa: E402
+from bog.monitor.reader import ShmReader  # noqa: E402
 from bog.shm.layouts import (  # noqa: E402
+    FEED_LATENCY_US_EDGES,
     BREAKER_STATES,
     CONTROL,
     FEED_STATES,
@@ -82,35 +84,9 @@ from bog.shm.layouts import (  # noqa: E402
     SIDES,
     SIGNAL_ACTIONS,
 )
-from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile  # noqa: E402
-from bog.shm.ring import FillQueue  # noqa: E402
+from bog.shm.metrics import ENGINE, FEED, histogram_quantile  # noqa: E402
 
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NOT_RUNNING = 0, 1, 2
-HEARTBEAT_STALE_S = 5.0
-
-
-def _read_block(names: SegmentNames, process: str):
-    try:
-        blk = MetricsBlock.attach(names.metrics(process), process)
-    except seg_mod.SegmentError as e:
-        return None, None, str(e)
-    h = blk.segment.header[0]
-    alive = seg_mod.owner_alive(int(h["owner_pid"]), int(h["owner_start_ticks"]))
-    return blk, alive, None
-
-
-def _process_info(rec, alive: bool, now_ns: int) -> dict:
-    hb_age = (now_ns - int(rec["heartbeat_ns"])) / 1e9
-    up = bool(alive and int(rec["running"]) == 1 and hb_age < HEARTBEAT_STALE_S)
-    return {
-        "up": up,
-        "pid": int(rec["pid"]),
-        "core": int(rec["core"]),
-        "uptime_s": round((now_ns - int(rec["start_ns"])) / 1e9, 1) if up else 0.0,
-        "heartbeat_age_s": round(hb_age, 3),
-    }
-
-
 def _monitor_up(cfg) -> dict:
     url = f"http://{cfg.monitor.host}:{cfg.monitor.port}/health"
     try:
@@ -122,91 +98,86 @@ def _monitor_up(cfg) -> dict:
         return {"up": False, "url": url}
 
 
+def _process_json(info, now_ns: int) -> dict:
+    doc = info.to_json(now_ns)
+    if not info.up:
+        doc["error"] = {"absent": "not running", "crashed": f"crashed (pid {info.pid} is gone)",
+                        "stalled": "stalled: heartbeat stopped", "starting": "starting"
+                        }.get(info.state, info.state)
+    return doc
+
+
 def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
-    names = SegmentNames(instance)
-    eng, eng_alive, eng_err = _read_block(names, ENGINE)
-    feed, feed_alive, feed_err = _read_block(names, FEED)
+    """Two reads of shared memory ``sample_s`` apart (the monitor's ShmReader: the same
+    process states, up/stalled/crashed/absent, as /health)."""
+    reader = ShmReader(instance)
     try:
-        out: dict = {"instance": instance, "processes": {}}
-        e1 = eng.snapshot() if eng else None
-        f1 = feed.snapshot() if feed else None
-        t1 = time.monotonic()
-        if sample_s > 0 and (eng or feed):
+        r1 = reader.read()
+        if sample_s > 0 and any(p.rec is not None for p in r1.procs.values()):
             time.sleep(sample_s)
-        now_ns = time.time_ns()
-        e2 = eng.snapshot() if eng else None
-        f2 = feed.snapshot() if feed else None
-        dt = max(time.monotonic() - t1, 1e-9)
-        procs = out["processes"]
-        procs["feed"] = _process_info(f2, feed_alive, now_ns) if feed else {"up": False, "error": feed_err}
-        procs["engine"] = _process_info(e2, eng_alive, now_ns) if eng else {"up": False, "error": eng_err}
-        procs["monitor"] = _monitor_up(cfg)
-        if feed:
-            out["feed"] = {
-                "messages_per_s": round((int(f2["messages_total"]) - int(f1["messages_total"])) / dt, 1),
-                "last_sequence": int(f2["last_sequence"]),
-                "feed_latency_us_p99": _q(0.99, f2["feed_latency_us_bucket"], "feed"),
-            }
-        if eng:
-            e = e2
-            # latency over the sampling window when it saw enough ticks (so one slow moment
-            # long ago does not mark the engine degraded forever), else since engine start
-            lat = (e2["tick_processing_ns_bucket"].astype(np.int64)
-                   - e1["tick_processing_ns_bucket"].astype(np.int64))
-            window = f"last {dt:.1f} s"
-            if lat.sum() < 100:
-                lat, window = e2["tick_processing_ns_bucket"], "since engine start"
-            depth = cap = 0
-            try:
-                fq = FillQueue.attach(names.fills)
-                depth, cap = fq.depth, fq.capacity
-                fq.close(unlink=False)
-            except seg_mod.SegmentError:
-                cap = int(e["fill_queue_capacity"])
-            out["engine"] = {
-                "ticks_total": int(e["ticks_total"]),
-                "ticks_per_s": round((int(e2["ticks_total"]) - int(e1["ticks_total"])) / dt, 1),
-                "signals": {a: int(v) for a, v in zip(SIGNAL_ACTIONS, e["signals_total"])},
-                "orders_placed": {s: int(v) for s, v in zip(SIDES, e["orders_placed_total"])},
-                "fills": {s: int(v) for s, v in zip(SIDES, e["fills_received_total"])},
-                "open_orders": int(e["open_orders"]),
-                "position_btc": float(e["position_btc"]),
-                "max_position_btc": float(e["max_position_btc"]),
-                "entry_price_usd": float(e["entry_price_usd"]),
-                "realized_pnl_usd": float(e["realized_pnl_usd"]),
-                "daily_pnl_usd": float(e["daily_pnl_usd"]),
-                "max_daily_loss_usd": float(e["max_daily_loss_usd"]),
-                "circuit_breaker": BREAKER_STATES[int(e["circuit_breaker_state"])],
-                "circuit_breaker_latched": bool(e["circuit_breaker_latched"]),
-                "paused": bool(e["paused"]),
-                "fill_queue_depth": depth,
-                "fill_queue_capacity": cap,
-                "fills_dropped": int(e["fills_dropped_total"]),
-                "position_drift_btc": float(e["position_drift_btc"]),
-                "position_corrections": int(e["position_corrections_total"]),
-                "sequence_gaps": int(e["sequence_gaps_total"]),
-                "ring_lost_ticks": int(e["ring_lost_ticks_total"]),
-                "feed_state": FEED_STATES[int(e["feed_state"])],
-                "stale_incidents": int(e["stale_data_total"]),
-                "stale_age_ms": round(float(e["stale_age_us"]) / 1000, 1),
-                "spread_bps": round(float(e["spread_bps"]), 3),
-                "mid_price_usd": float(e["mid_price_usd"]),
-                "tick_latency_ns_p50": _q(0.5, lat, "lat"),
-                "tick_latency_ns_p99": _q(0.99, lat, "lat"),
-                "tick_latency_window": window,
-                "tick_latency_ns_max": int(e["tick_processing_max_ns"]),
-            }
-        out["status"], out["problems"] = _judge(out)
-        return out
+        r2 = reader.read()
     finally:
-        for blk in (eng, feed):
-            if blk is not None:
-                blk.close(unlink=False)
+        reader.close()
+    dt = max(r2.mono_s - r1.mono_s, 1e-9)
+    out: dict = {"instance": instance, "processes": {
+        p: _process_json(info, r2.wall_ns) for p, info in r2.procs.items()}}
+    out["processes"]["monitor"] = _monitor_up(cfg)
+    f1, f2 = r1.rec(FEED), r2.rec(FEED)
+    if f2 is not None:
+        f1 = f2 if f1 is None else f1
+        out["feed"] = {
+            "messages_per_s": round((int(f2["messages_total"]) - int(f1["messages_total"])) / dt, 1),
+            "last_sequence": int(f2["last_sequence"]),
+            "feed_latency_us_p99": _q(0.99, f2["feed_latency_us_bucket"], "feed"),
+        }
+    e1, e = r1.rec(ENGINE), r2.rec(ENGINE)
+    if e is not None:
+        e1 = e if e1 is None else e1
+        # latency over the sampling window when it saw enough ticks (so one slow moment
+        # long ago does not mark the engine degraded forever), else since engine start
+        lat = (e["tick_processing_ns_bucket"].astype(np.int64)
+               - e1["tick_processing_ns_bucket"].astype(np.int64))
+        window = f"last {dt:.1f} s"
+        if lat.sum() < 100:
+            lat, window = e["tick_processing_ns_bucket"], "since engine start"
+        out["engine"] = {
+            "ticks_total": int(e["ticks_total"]),
+            "ticks_per_s": round((int(e["ticks_total"]) - int(e1["ticks_total"])) / dt, 1),
+            "signals": {a: int(v) for a, v in zip(SIGNAL_ACTIONS, e["signals_total"])},
+            "orders_placed": {s: int(v) for s, v in zip(SIDES, e["orders_placed_total"])},
+            "fills": {s: int(v) for s, v in zip(SIDES, e["fills_received_total"])},
+            "open_orders": int(e["open_orders"]),
+            "position_btc": float(e["position_btc"]),
+            "max_position_btc": float(e["max_position_btc"]),
+            "entry_price_usd": float(e["entry_price_usd"]),
+            "realized_pnl_usd": float(e["realized_pnl_usd"]),
+            "daily_pnl_usd": float(e["daily_pnl_usd"]),
+            "max_daily_loss_usd": float(e["max_daily_loss_usd"]),
+            "circuit_breaker": BREAKER_STATES[int(e["circuit_breaker_state"])],
+            "circuit_breaker_latched": bool(e["circuit_breaker_latched"]),
+            "paused": bool(e["paused"]),
+            "fill_queue_depth": r2.fill_depth or 0,
+            "fill_queue_capacity": r2.fill_capacity or int(e["fill_queue_capacity"]),
+            "fills_dropped": int(e["fills_dropped_total"]),
+            "position_drift_btc": float(e["position_drift_btc"]),
+            "position_corrections": int(e["position_corrections_total"]),
+            "sequence_gaps": int(e["sequence_gaps_total"]),
+            "ring_lost_ticks": int(e["ring_lost_ticks_total"]),
+            "feed_state": FEED_STATES[int(e["feed_state"])],
+            "stale_incidents": int(e["stale_data_total"]),
+            "stale_age_ms": round(float(e["stale_age_us"]) / 1000, 1),
+            "spread_bps": round(float(e["spread_bps"]), 3),
+            "mid_price_usd": float(e["mid_price_usd"]),
+            "tick_latency_ns_p50": _q(0.5, lat, "lat"),
+            "tick_latency_ns_p99": _q(0.99, lat, "lat"),
+            "tick_latency_window": window,
+            "tick_latency_ns_max": int(e["tick_processing_max_ns"]),
+        }
+    out["status"], out["problems"] = _judge(out)
+    return out
 
 
 def _q(q, buckets, kind):
-    from bog.shm.layouts import FEED_LATENCY_US_EDGES
-
     edges = LATENCY_NS_EDGES if kind == "lat" else FEED_LATENCY_US_EDGES
     v = histogram_quantile(q, buckets, edges)
     return None if v != v else round(v, 1)
@@ -444,13 +415,12 @@ def _child_pid(parent: int, process: str) -> int:
 
 def _shm_pid(instance: str, process: str) -> int:
     """PID of a live feed/engine from its metrics block, 0 if none."""
-    blk, alive, _ = _read_block(SegmentNames(instance), process)
-    if blk is None:
-        return 0
+    reader = ShmReader(instance)
     try:
-        return int(blk.m[0]["pid"]) if alive else 0
+        info = reader.read().procs[process]
     finally:
-        blk.close(unlink=False)
+        reader.close()
+    return info.pid if info.rec is not None else 0  # rec only while the owner is alive
 
 
 def _alive(pid: int) -> bool:
