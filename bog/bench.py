@@ -30,6 +30,7 @@ from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock, histogram_quantile
 
+START_S = 120.0  # a process's first start may compile its kernels
 RATES = (200, 100_000, 500_000, 1_000_000, 2_000_000, 0)  # 0 = as fast as the feed can
 
 
@@ -60,18 +61,16 @@ class _Run:
         common = ["--instance", self.instance] + (["--config", config_path] if config_path else [])
         self.feed = subprocess.Popen(base + ["feed", "--rate", str(rate)] + common, env=env,
                                      stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait(self.names.feed_metrics)
+        self.fm = MetricsBlock.attach(self.names.feed_metrics, FEED, wait_ready_s=START_S)
         self.engine = subprocess.Popen(base + ["engine"] + common, env=env,
                                        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait(self.names.engine_metrics)
+        self.em = MetricsBlock.attach(self.names.engine_metrics, ENGINE, wait_ready_s=START_S)
         self.monitor = None
         if monitor_port:
             self.monitor = subprocess.Popen(
                 base + ["monitor", "--port", str(monitor_port)] + common, env=env,
                 stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._wait_http(monitor_port)
-        self.fm = MetricsBlock.attach(self.names.feed_metrics, FEED)
-        self.em = MetricsBlock.attach(self.names.engine_metrics, ENGINE)
 
     def _wait_http(self, port: int, timeout: float = 60.0) -> None:
         import http.client
@@ -88,20 +87,6 @@ class _Run:
                 time.sleep(0.1)
         raise RuntimeError(f"bench: monitor not answering on port {port}")
 
-    def _wait(self, name: str, timeout: float = 120.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                seg = seg_mod.attach(name, None)
-                ok = seg.state == seg_mod.STATE_READY
-                seg.close(unlink=False)
-                if ok:
-                    return
-            except seg_mod.SegmentError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"bench: {name} not ready after {timeout} s")
-
     def sample(self):
         return (self.fm.snapshot(), self.em.snapshot(), time.monotonic(),
                 _cpu_ticks(self.feed.pid), _cpu_ticks(self.engine.pid))
@@ -112,13 +97,7 @@ class _Run:
         for p in (self.monitor, self.engine, self.feed):
             if p is not None:
                 stop_child(p)
-        for n in seg_mod.list_segments(self.instance):
-            try:
-                import posix_ipc
-
-                posix_ipc.unlink_shared_memory(n)
-            except Exception:
-                pass
+        seg_mod.unlink_instance(self.instance)
 
 
 def measure(rate: float, seconds: float, workdir: str, config_path: str | None) -> dict:

@@ -13,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import posix_ipc
 
 from bog.process import stop_child
 from bog.shm import SegmentNames
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock
-from bog.shm.segment import SegmentError, list_segments
+from bog.shm.segment import SegmentError, unlink_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
@@ -34,12 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cleanup_segments(instance: str) -> None:
-    for name in list_segments(instance):
-        try:
-            posix_ipc.unlink_shared_memory(name)
-        except posix_ipc.ExistentialError:
-            pass
+cleanup_segments = unlink_instance
 
 
 def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):

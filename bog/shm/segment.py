@@ -246,3 +246,15 @@ def list_segments(instance: str | None = None) -> list[str]:
         return sorted("/" + n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
     except FileNotFoundError:
         return []
+
+
+def unlink_instance(instance: str) -> list[str]:
+    """Unlink every segment of ``instance`` (tests and tools, after its processes stopped)."""
+    gone = []
+    for name in list_segments(instance):
+        try:
+            posix_ipc.unlink_shared_memory(name)
+            gone.append(name)
+        except posix_ipc.ExistentialError:
+            pass
+    return gone
