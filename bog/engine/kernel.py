@@ -13,6 +13,7 @@ Fixed point x1e9 for prices and sizes; ns for times.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numba as nb
@@ -82,8 +83,8 @@ MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss)
 MB_TRIP_REASON = 5
 MB_WORDS = 8
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
- EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN, EV_RISK_TRIP,
- EV_DUPLICATE) = range(14)
+ EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN,
+ EV_RISK_TRIP) = range(13)
 # breaker transition causes (EV_BREAKER c)
 CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK, CAUSE_MANUAL = range(6)
 
@@ -172,6 +173,7 @@ ENGINE_STATE = np.dtype(
         ("mid", "<f8"),
         # quotes
         ("have_quotes", "<i8"),
+        ("open_orders", "<i8"),  # resting orders (kept with every state change, never scanned)
         ("quote_mid", "<f8"),
         ("quote_ns", "<i8"),
         ("last_quote_update_ns", "<i8"),
@@ -198,6 +200,12 @@ def make_params(cfg: Config) -> np.ndarray:
     p = np.zeros(1, ENGINE_PARAMS)
     r = p[0]
     s, k, v, b, x = cfg.strategy, cfg.risk, cfg.validation, cfg.breaker, cfg.execution
+    # parameters named as in the config (same unit) are copied as they are; the rest below
+    # are converted (fixed point, ns) or clamped
+    for sec in (s, k, v, x):
+        for f in dataclasses.fields(sec):
+            if f.name in ENGINE_PARAMS.names:
+                r[f.name] = getattr(sec, f.name)
     r["strategy"] = STRAT_INVENTORY if s.name == "inventory" else STRAT_SIMPLE
     r["tick_fixed"] = max(1, int(round(s.tick_size_usd * FIXED)))
     r["order_size_fixed"] = int(round(s.order_size_btc * FIXED))
@@ -216,30 +224,11 @@ def make_params(cfg: Config) -> np.ndarray:
     r["breaker_window_ns"] = int(b.window_s * 1e9)
     r["breaker_cooldown_ns"] = int(b.cooldown_s * 1e9)
     r["breaker_successes"] = b.half_open_successes
-    r["allow_locked"] = int(v.allow_locked)
     r["idle_sleep_ns"] = int(cfg.process.engine_idle_sleep_us * 1e3)
     r["slow_tick_every"] = x.fault_slow_tick_every
     r["slow_tick_ns"] = int(x.fault_slow_tick_us * 1e3)
-    r["spread_bps"] = s.spread_bps
-    r["min_market_spread_bps"] = s.min_market_spread_bps
-    r["max_market_spread_bps"] = s.max_market_spread_bps
     r["min_best_size_fixed"] = s.min_best_size_btc * FIXED
-    r["requote_bps"] = s.requote_bps
-    r["vol_alpha"] = s.vol_alpha
-    r["vol_low_bps"] = s.vol_low_bps
-    r["vol_high_bps"] = s.vol_high_bps
-    r["skew_max_bps"] = s.skew_max_bps
-    r["skew_threshold"] = s.skew_threshold
-    r["risk_aversion"] = s.risk_aversion
-    r["order_intensity"] = s.order_intensity
-    r["horizon_s"] = s.horizon_s
     r["target_inventory_fixed"] = s.target_inventory_btc * FIXED
-    r["max_price_distance_bps"] = k.max_price_distance_bps
-    r["max_spread_bps"] = v.max_spread_bps
-    r["max_price_change_bps"] = v.max_price_change_bps
-    r["resume_max_move_bps"] = v.resume_max_move_bps
-    r["maker_fee_bps"] = x.maker_fee_bps
-    r["taker_fee_bps"] = x.taker_fee_bps
     return p
 
 
@@ -470,16 +459,8 @@ def _emit_fill(st, p, m, orders, i, qty, now, liquidity, fill, fctrl, fwords, ev
         _event(st, events, EV_FILL_DROPPED, now, o.order_id, o.side, qty, o.price)
         trip(st, m, events, now, TRIP_FILLS_DROPPED)
     if o.state == ORDER_EMPTY:
+        st.open_orders -= 1
         st.have_quotes = 0  # requote the filled side at the next tick (rate limit permitting)
-
-
-@nb.njit(cache=True, nogil=True)
-def _count_open(orders):
-    n = 0
-    for i in range(orders.shape[0]):
-        if orders[i].state != ORDER_EMPTY:
-            n += 1
-    return n
 
 
 @nb.njit(cache=True, nogil=True)
@@ -507,6 +488,9 @@ def match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
 
 @nb.njit(cache=True, nogil=True)
 def cancel_all(st, m, orders, events, now):
+    st.have_quotes = 0
+    if st.open_orders == 0:
+        return 0  # the common case: nothing rests, no scan
     n = 0
     for i in range(orders.shape[0]):
         o = orders[i]
@@ -515,7 +499,8 @@ def cancel_all(st, m, orders, events, now):
             o.state = ORDER_EMPTY
             m.orders_cancelled_total += 1
             n += 1
-    st.have_quotes = 0
+    st.open_orders = 0
+    m.open_orders = 0
     return n
 
 
@@ -531,6 +516,7 @@ def _place(st, p, m, orders, side, price, qty, now, snap, fill, fctrl, fwords, e
         o = orders[i]
         if o.state == ORDER_EMPTY:
             o.state = ORDER_OPEN
+            st.open_orders += 1
             o.order_id = st.next_order_id
             st.next_order_id += 1
             o.side = side
@@ -687,7 +673,7 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     m.last_signal_ns = t2
     if changes > 0:  # logged only when orders changed: no line per unchanged tick
         _event(st, events, EV_SIGNAL, t2, action, quote[0], quote[1], seq)
-    m.open_orders = _count_open(orders)
+    m.open_orders = st.open_orders
     _record_tick(m, snap, t0, t1, t2)
 
 
@@ -750,8 +736,7 @@ def idle(st, p, m, orders, events, now):
         m.feed_state = FEED_STALE
         m.stale_data_total += 1
         _event(st, events, EV_STALE, now, age // 1000, 0, 0, 0)
-        if _count_open(orders) > 0:
-            cancel_all(st, m, orders, events, now)  # never leave quotes on stale data
+        cancel_all(st, m, orders, events, now)  # never leave quotes on stale data
     elif st.feed_state == FEED_STALE and age > p.offline_after_ns:
         st.feed_state = FEED_OFFLINE
         m.feed_state = FEED_OFFLINE
@@ -759,8 +744,7 @@ def idle(st, p, m, orders, events, now):
         _event(st, events, EV_OFFLINE, now, age // 1000, 0, 0, 0)
     breaker_poll(st, p, m, events, now)
     if st.paused == 1 or st.breaker == BREAKER_OPEN:
-        if _count_open(orders) > 0:
-            cancel_all(st, m, orders, events, now)
+        cancel_all(st, m, orders, events, now)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -144,7 +144,7 @@ class EngineService(Service):
         self._hot_pinned.wait(10)  # until the hot thread has pinned itself
         hot_core = self.core
         # then this (main) thread moves to the housekeeping core; threads pin individually
-        self.housekeeping_core = pin_to_core(cfg.process.engine_housekeeping_core)
+        pin_to_core(cfg.process.engine_housekeeping_core)
         self.core = hot_core
         m["heartbeat_ns"] = time.time_ns()
         m["running"] = 1
@@ -376,8 +376,6 @@ class EngineService(Service):
             self._say("overrun", logging.ERROR,
                       "Ring overrun: engine fell behind the ticks ring, %d ticks lost, resynced "
                       "to the newest snapshot", a)
-        elif typ == K.EV_DUPLICATE:
-            pass
 
     # -- housekeeping -----------------------------------------------------------------------
     def housekeeping(self) -> None:
