@@ -113,13 +113,20 @@ _INF = np.frombuffer(b"inf", np.uint8).copy()
 _INFINITY = np.frombuffer(b"infinity", np.uint8).copy()
 
 
-@nb.njit(cache=True, nogil=True)
-def parse_fixed(buf, s, e):
-    """Decimal text buf[s:e] -> (status, value x1e9). Accepts sign, fraction and exponent."""
+@nb.njit(cache=True, nogil=True, inline="always")
+def _trim(buf, s, e):
+    """buf[s:e] without leading and trailing spaces, as (s, e)."""
     while s < e and buf[s] == 32:
         s += 1
     while e > s and buf[e - 1] == 32:
         e -= 1
+    return s, e
+
+
+@nb.njit(cache=True, nogil=True)
+def parse_fixed(buf, s, e):
+    """Decimal text buf[s:e] -> (status, value x1e9). Accepts sign, fraction and exponent."""
+    s, e = _trim(buf, s, e)
     if s == e:
         return F_EMPTY, np.int64(0)
     neg = False
@@ -204,10 +211,7 @@ def parse_fixed(buf, s, e):
 @nb.njit(cache=True, nogil=True)
 def parse_int(buf, s, e):
     """Unsigned decimal integer buf[s:e] -> (status, value)."""
-    while s < e and buf[s] == 32:
-        s += 1
-    while e > s and buf[e - 1] == 32:
-        e -= 1
+    s, e = _trim(buf, s, e)
     if s == e:
         return F_EMPTY, np.int64(0)
     if e - s > 18:

@@ -8,6 +8,8 @@ is that the compiler may neither cache nor reorder them.
 
 All helpers work on 1-D ``int64`` arrays (views over the shared mapping); callers index words.
 They are cacheable (no ctypes globals), so ``cache=True`` kernels that use them load from disk.
+numba's cache does not track such dependencies: after changing this file, delete the
+``__pycache__/*.nbi``/``*.nbc`` files of the kernels (or set NUMBA_CACHE_DIR to a fresh dir).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from numba.extending import intrinsic
 CLOCK_REALTIME = 0
 CLOCK_MONOTONIC = 1
 _X86 = platform.machine() in ("x86_64", "AMD64")
+_TIMESPEC = ir.LiteralStructType([ir.IntType(64), ir.IntType(64)])  # struct timespec, 64-bit
 
 
 def _item_pointer(context, builder, arr_ty, arr_val, idx_val):
@@ -88,9 +91,7 @@ def clock_ns(typingctx, clock_id):
     sig = types.int64(clock_id)
 
     def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        ts_t = ir.LiteralStructType([i64, i64])
+        i64, i32, ts_t = ir.IntType(64), ir.IntType(32), _TIMESPEC
         fnty = ir.FunctionType(i32, [i32, ts_t.as_pointer()])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
         ts = cgutils.alloca_once(builder, ts_t)
@@ -109,9 +110,7 @@ def sleep_ns(typingctx, ns):
     sig = types.void(ns)
 
     def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        ts_t = ir.LiteralStructType([i64, i64])
+        i64, i32, ts_t = ir.IntType(64), ir.IntType(32), _TIMESPEC
         fnty = ir.FunctionType(i32, [ts_t.as_pointer(), ts_t.as_pointer()])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "nanosleep")
         ts = cgutils.alloca_once(builder, ts_t)
