@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from bog.process import stop_child
+from bog.process import http_status, stop_child
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -73,19 +73,11 @@ class _Run:
             self._wait_http(monitor_port)
 
     def _wait_http(self, port: int, timeout: float = 60.0) -> None:
-        import http.client
-
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/health")
-                c.getresponse().read()
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"bench: monitor not answering on port {port}")
+        while http_status(f"http://127.0.0.1:{port}/health") is None:
+            if time.monotonic() > end:
+                raise RuntimeError(f"bench: monitor not answering on port {port}")
+            time.sleep(0.1)
 
     def sample(self):
         return (self.fm.snapshot(), self.em.snapshot(), time.monotonic(),

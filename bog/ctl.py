@@ -74,6 +74,7 @@ from bog.monitor.assets import NAMES  # noqa: E402
 from bog.shm import SegmentNames  # noqa: E402
 from bog.shm import segment as seg_mod  # noqa: E402
 from bog.monitor.reader import ShmReader  # noqa: E402
+from bog.process import http_status  # noqa: E402
 from bog.shm.layouts import (  # noqa: E402
     FEED_LATENCY_US_EDGES,
     BREAKER_STATES,
@@ -89,13 +90,8 @@ from bog.shm.metrics import ENGINE, FEED, histogram_quantile  # noqa: E402
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_NOT_RUNNING = 0, 1, 2
 def _monitor_up(cfg) -> dict:
     url = f"http://{cfg.monitor.host}:{cfg.monitor.port}/health"
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:
-            return {"up": True, "url": url, "http_status": r.status}
-    except urllib.error.HTTPError as e:  # 503 = up but degraded
-        return {"up": True, "url": url, "http_status": e.code}
-    except OSError:
-        return {"up": False, "url": url}
+    code = http_status(url)  # 503 = up but degraded
+    return {"up": True, "url": url, "http_status": code} if code else {"up": False, "url": url}
 
 
 def _process_json(info, now_ns: int) -> dict:

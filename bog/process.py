@@ -59,6 +59,20 @@ def pin_to_core(core: int) -> int:
     return core
 
 
+def http_status(url: str, timeout_s: float = 1.0) -> int | None:
+    """HTTP status of GET ``url`` (e.g. the monitor's /health: 200 or 503), None if no answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
 def stop_child(p, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
     """Stop a child process (``subprocess.Popen``): ``sig``, then SIGKILL after ``timeout_s``.
 

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bog.config import Config
 from bog.log import setup_logging
+from bog.process import http_status
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 
@@ -34,7 +36,7 @@ BACKOFF_MAX_S = 30.0
 class Child:
     name: str
     argv: list[str]
-    ready_segment: str | None
+    ready: Callable[[subprocess.Popen], bool]  # started and serving
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -64,12 +66,15 @@ class Supervisor:
         if getattr(args, "rate", None) is not None:
             feed_opts += ["--rate", str(args.rate)]
         mon_opts = ["--port", str(args.port)] if getattr(args, "port", None) is not None else []
+        port = args.port if getattr(args, "port", None) is not None else cfg.monitor.port
+        health = f"http://{cfg.monitor.host}:{port}/health"
         self.children = [
-            Child("feed", base + ["feed"] + common + feed_opts, names.ticks),
-            Child("engine", base + ["engine"] + common, names.engine_metrics),
+            Child("feed", base + ["feed"] + common + feed_opts, _segment_ready(names.ticks)),
+            Child("engine", base + ["engine"] + common, _segment_ready(names.engine_metrics)),
         ]
         if not getattr(args, "no_monitor", False):
-            self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts, None))
+            self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts,
+                                       lambda proc: http_status(health, 0.5) is not None))
 
     def handle_exit(self, sig, frame) -> None:
         if self.should_exit:
@@ -108,23 +113,14 @@ class Supervisor:
         child.proc = subprocess.Popen(child.argv, stdin=subprocess.DEVNULL)
         child.started_at = time.monotonic()
         log.info("started bog-%s (pid %d)", child.name, child.proc.pid)
-        if not wait or child.ready_segment is None:
-            if child.name == "monitor" and wait:
-                time.sleep(0.5)
-                return child.proc.poll() is None
+        if not wait:
             return True
         end = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < end and not self.should_exit:
             if child.proc.poll() is not None:
                 return False
-            try:
-                seg = seg_mod.attach(child.ready_segment, None, wait_ready_s=0)
-                ready = seg.state == seg_mod.STATE_READY and int(seg.header[0]["owner_pid"]) == child.proc.pid
-                seg.close(unlink=False)
-                if ready:
-                    return True
-            except seg_mod.SegmentError:
-                pass
+            if child.ready(child.proc):
+                return True
             time.sleep(0.05)
         return self.should_exit
 
@@ -159,6 +155,20 @@ class Supervisor:
                 c.proc.wait()
         if running:
             log.info("bog run: all processes stopped")
+
+
+def _segment_ready(name: str) -> Callable[[subprocess.Popen], bool]:
+    """Ready when the child owns segment ``name`` and has marked it READY."""
+    def ready(proc: subprocess.Popen) -> bool:
+        try:
+            seg = seg_mod.attach(name, None)
+        except seg_mod.SegmentError:
+            return False
+        try:
+            return seg.state == seg_mod.STATE_READY and int(seg.header[0]["owner_pid"]) == proc.pid
+        finally:
+            seg.close(unlink=False)
+    return ready
 
 
 def run_supervisor(cfg: Config, args) -> int:
