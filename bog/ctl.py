@@ -94,10 +94,10 @@ def _monitor_up(cfg) -> dict:
     return {"up": True, "url": url, "http_status": code} if code else {"up": False, "url": url}
 
 
-def _process_json(info, now_ns: int) -> dict:
+def _process_json(info, now_ns: int, attach_error: str | None) -> dict:
     doc = info.to_json(now_ns)
     if not info.up:
-        doc["error"] = {"absent": "not running", "crashed": f"crashed (pid {info.pid} is gone)",
+        doc["error"] = attach_error if info.state == "absent" and attach_error else {"absent": "not running", "crashed": f"crashed (pid {info.pid} is gone)",
                         "stalled": "stalled: heartbeat stopped", "starting": "starting"
                         }.get(info.state, info.state)
     return doc
@@ -112,11 +112,12 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
         if sample_s > 0 and any(p.rec is not None for p in r1.procs.values()):
             time.sleep(sample_s)
         r2 = reader.read()
+        errors = {p: reader.attach_error(p) for p in r2.procs}
     finally:
         reader.close()
     dt = max(r2.mono_s - r1.mono_s, 1e-9)
     out: dict = {"instance": instance, "processes": {
-        p: _process_json(info, r2.wall_ns) for p, info in r2.procs.items()}}
+        p: _process_json(info, r2.wall_ns, errors[p]) for p, info in r2.procs.items()}}
     out["processes"]["monitor"] = _monitor_up(cfg)
     f1, f2 = r1.rec(FEED), r2.rec(FEED)
     if f2 is not None:

@@ -97,6 +97,7 @@ class _Follow:
         self.handle = None
         self.epoch = 0  # epoch of the last segment attached (survives detaching)
         self.epoch_changes = 0
+        self.error: str | None = None  # why the last attach failed (e.g. permission denied)
 
     def get(self):
         h = self.handle
@@ -105,8 +106,10 @@ class _Follow:
         if self.handle is None:
             try:
                 h = self._open(self.name)
-            except SegmentError:
+            except SegmentError as e:
+                self.error = str(e)
                 return None
+            self.error = None
             if h.segment.state != STATE_READY:  # being created, or closing: try next time
                 h.close(unlink=False)
                 return None
@@ -188,6 +191,10 @@ class ShmReader:
         return ProcessInfo(process, state, pid=pid, start_ns=start_ns, heartbeat_age_s=hb_age,
                            core=int(rec["core"]), epoch=follow.epoch,
                            restarts=self._restarts(process), rec=rec)
+
+    def attach_error(self, process: str) -> str | None:
+        """Why ``process``'s segment could not be attached at the last read, if it could not."""
+        return self._blocks[process].error
 
     def _restarts(self, process: str) -> int:
         return self._blocks[process].epoch_changes + self._start_changes[process]
