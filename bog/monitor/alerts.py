@@ -81,9 +81,11 @@ def _abs(x):
 
 
 def _limit(process: str, field: str, factor: float):
+    """Threshold ``factor`` x a limit the process publishes (e.g. 0.9 x max position)."""
     def f(ctx: Context) -> float | None:
         v = ctx.w.gauge(process, field)
         return None if v is None or v <= 0 else factor * v
+    f.field, f.factor = field, factor  # compared with the PromQL rules by a test
     return f
 
 

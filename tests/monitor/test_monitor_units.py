@@ -223,26 +223,30 @@ def test_alert_series_and_health_reflect_firing(setup):
 
 
 def scenario_values():
-    """For every monitor alert: (fields to set, seconds to run) that must make it fire."""
+    """For every monitor alert: (fields to set from t=0, the second it must start firing).
+
+    The second follows from the rule: its threshold (e.g. NoFills: quiet > 60 s, so at 60 s
+    plus the moment between setting last_fill_ns and the first reading), its window (rates
+    need two readings: +1 s) and its 'for' (ExtremeLatency: 1 + 30)."""
     gaps = {"sequence_gaps_total": lambda t: 2 * t}
     return {
-        "CircuitBreakerTripped": ({"circuit_breaker_state": 2}, 1),
-        "FillQueueOverflow": ({"fills_dropped_total": 1}, 1),
-        "ExtremeLatency": ({"tick_processing_ns_bucket": lambda t: _lat(t, 13)}, 35),
-        "TickLatencyP50High": ({"tick_processing_ns_bucket": lambda t: _lat(t, 7)}, 35),
-        "SlowTick": ({"tick_processing_ns_bucket": lambda t: _lat(t, 16)}, 2),
-        "PositionLimitNear": ({"position_btc": -0.95}, 11),
-        "DailyLossNear": ({"daily_pnl_usd": -4100.0}, 31),
-        "DailyLossLimit": ({"daily_pnl_usd": -5001.0}, 1),
-        "SequenceGapStorm": (gaps, 66),
-        "NoFills": ({}, 62),
-        "NoSignals": ({}, 12),
-        "OrdersWithoutFills": ({"orders_placed_total": lambda t: [t, t]}, 32),
-        "FeedLatencyHigh": ({"feed:feed_latency_us_bucket": lambda t: _feed(t)}, 35),
-        "StaleData": ({"feed_state": 1, "stale_age_us": 1_500_000.0}, 1),
-        "FillQueueHigh": ({"fill_depth": 60}, 6),
-        "PositionCorrectionsHigh": ({"position_corrections_total": lambda t: min(t, 6)}, 8),
-        "ProcessDown": ({"feed:running": 0}, 11),
+        "CircuitBreakerTripped": ({"circuit_breaker_state": 2}, 0),
+        "FillQueueOverflow": ({"fills_dropped_total": 1}, 0),
+        "ExtremeLatency": ({"tick_processing_ns_bucket": lambda t: _lat(t, 13)}, 31),
+        "TickLatencyP50High": ({"tick_processing_ns_bucket": lambda t: _lat(t, 7)}, 31),
+        "SlowTick": ({"tick_processing_ns_bucket": lambda t: _lat(t, 16)}, 1),
+        "PositionLimitNear": ({"position_btc": -0.95}, 10),
+        "DailyLossNear": ({"daily_pnl_usd": -4100.0}, 30),
+        "DailyLossLimit": ({"daily_pnl_usd": -5001.0}, 0),
+        "SequenceGapStorm": (gaps, 63),
+        "NoFills": ({}, 60),
+        "NoSignals": ({}, 10),
+        "OrdersWithoutFills": ({"orders_placed_total": lambda t: [t, t]}, 29),
+        "FeedLatencyHigh": ({"feed:feed_latency_us_bucket": lambda t: _feed(t)}, 31),
+        "StaleData": ({"feed_state": 1, "stale_age_us": 1_500_000.0}, 0),
+        "FillQueueHigh": ({"fill_depth": 60}, 5),
+        "PositionCorrectionsHigh": ({"position_corrections_total": lambda t: min(t, 6)}, 6),
+        "ProcessDown": ({"feed:running": 0}, 10),
     }
 
 
@@ -272,10 +276,9 @@ def test_each_monitor_alert_fires_and_not_before_its_for(owners, name):
 
         o.set(last_fill_ns=time.time_ns(), last_signal_ns=time.time_ns())
         c = Clock(st)
-        fields, run_s = scenario_values()[name]
-        rule = {r.name: r for r in RULES}[name]
+        fields, fire_s = scenario_values()[name]
         fired_at = None
-        for t in range(0, run_s + 1):
+        for t in range(0, fire_s + 3):
             for k, v in fields.items():
                 v = v(t) if callable(v) else v
                 if k == "fill_depth":
@@ -293,8 +296,9 @@ def test_each_monitor_alert_fires_and_not_before_its_for(owners, name):
             c.step(t)
             if fired_at is None and any(s.rule.name == name for s in st.alerts.firing()):
                 fired_at = t
-        assert fired_at is not None, f"{name} did not fire in {run_s} s"
-        assert fired_at >= rule.for_s - 1, (name, fired_at, rule.for_s)
+        assert fired_at is not None, f"{name} did not fire in {fire_s + 2} s"
+        # exactly when expected: a changed threshold, window or 'for' moves it
+        assert fired_at == fire_s, (name, fired_at, fire_s)
         assert st.alerts.firings_total[name] == 1
         others = {s.rule.name for s in st.alerts.firing()} - {name}
         allowed = {"NoFills": {"OrdersWithoutFills"}, "OrdersWithoutFills": {"NoFills"},
@@ -337,6 +341,19 @@ def test_rules_in_sync_with_prometheus_alerts():
         assert p["labels"]["severity"] == r.severity, name
         assert _dur(p["for"]) == r.for_s, name
         assert p["annotations"]["summary"].split(" (")[0] in r.summary, name
+        # the same threshold: the rule's comparison appears in the PromQL expression
+        assert _promql_comparison(r) in p["expr"], (name, _promql_comparison(r), p["expr"])
+
+
+def _promql_comparison(rule) -> str:
+    """The comparison a PromQL rule must contain for the monitor's ``rule``."""
+    if rule.name == "ProcessDown":  # value 1 when down > 0  <=>  bog_up == 0
+        return "== 0"
+    t = rule.threshold
+    if callable(t):  # factor x a published limit
+        scaled = f"-bog_{t.field}" if t.factor == -1 else f"{t.factor:g} * bog_{t.field}"
+        return f"{rule.op} {scaled}"
+    return f"{rule.op} {t:g}"
 
 
 def _dur(text: str) -> float:
