@@ -153,15 +153,44 @@ def test_binds_loopback_by_default_and_busy_port_is_a_clear_error(owners, monito
     o = owners()
     m = monitor(o.instance)
     assert f"on http://127.0.0.1:{m.port}" in m.log()
-    # not reachable on another address of this machine
-    others = {ai[4][0] for ai in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-    for addr in others - {"127.0.0.1"}:
+    # the listening socket itself, as the kernel reports it: loopback only (not 0.0.0.0/::)
+    assert _listening_addresses(m.port) == {"127.0.0.1"}
+    # and not reachable on the machine's other addresses (eth0 here), where it has any
+    for addr in _interface_addresses() - {"127.0.0.1"}:
         with socket.socket() as s, pytest.raises(OSError):
             s.settimeout(1)
             s.connect((addr, m.port))
     second = MonitorProc(tmp_path, o.instance, port=m.port)
     assert second.p.wait(60) == 1
     assert "address already in use" in second.output()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of TCP sockets listening on ``port`` (/proc/net/tcp and tcp6)."""
+    import ipaddress
+
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            next(f)
+            for line in f:
+                local, state = line.split()[1], line.split()[3]
+                hexaddr, hexport = local.split(":")
+                if state != "0A" or int(hexport, 16) != port:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(hexaddr)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                out.add(str(ipaddress.ip_address(raw)))
+    return out
+
+
+def _interface_addresses() -> set[str]:
+    import json
+    import subprocess
+
+    r = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=10)
+    return {a["local"] for i in json.loads(r.stdout or "[]") for a in i.get("addr_info", [])}
 
 
 def test_sigterm_stops_gracefully(owners, tmp_path):
