@@ -321,3 +321,39 @@ def test_every_monitor_alert_fires_on_the_real_pipeline(tmp_path):
     finally:
         for r in runs.values():
             r.stop()
+
+
+def test_healthy_pipeline_answers_200_with_no_alert_firing(tmp_path):
+    """The default synthetic market on a real pipeline: /health says healthy (200) and no
+    alert fires, so a monitor that fired alerts (or reported degraded) all the time fails.
+
+    A loaded test machine can really starve the feed for a second (StaleData) or preempt a
+    tick (SlowTick): those two are accepted only when the engine's own counters show that
+    cause; every other alert, and a non-200 /health without such a cause, fails the test."""
+    run = Run(tmp_path / "healthy", "")
+    try:
+        run.ready()
+        time.sleep(5)  # warm-up: first fills, a minute of latency history starts
+        seen = []
+        end = time.monotonic() + 40
+        while time.monotonic() < end:
+            r = httpx.get(run.url + "/health", timeout=5)
+            doc = r.json()
+            seen.append((r.status_code, doc["status"], {a["name"] for a in doc["alerts"]}))
+            time.sleep(1)
+        metrics = httpx.get(run.url + "/metrics", timeout=5).text
+        excused = set()
+        if run.gauge("bog_stale_data_total") > 0:
+            excused.add("StaleData")
+        if run.gauge("bog_tick_processing_max_ns") > 100_000:
+            excused |= {"SlowTick"}
+        fired = run.fired()
+        assert fired <= excused, (fired, excused, run.alerts())
+        bad = [s for s in seen if s[2] - excused or (s[:2] != (200, "healthy") and not s[2])]
+        assert not bad, (bad, run.alerts())
+        assert sum(1 for s in seen if s[:2] == (200, "healthy")) >= len(seen) // 2, seen
+        assert run.gauge("bog_fills_dropped_total") == 0
+        fills = re.findall(r'^bog_fills_received_total\{[^}]*\} (\S+)$', metrics, re.M)
+        assert sum(float(v) for v in fills) > 0  # it traded
+    finally:
+        run.stop()
