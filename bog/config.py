@@ -17,6 +17,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from bog.shm.codes import STRATEGY
+
 
 class ConfigError(ValueError):
     """Bad configuration; the message names the key, the value and what is allowed."""
@@ -58,7 +60,7 @@ class FeedConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    name: str = opt("simple-spread", choices=("simple-spread", "inventory"), doc="strategy")
+    name: str = opt("simple-spread", choices=tuple(STRATEGY), doc="strategy")
     spread_bps: float = opt(10.0, 0.1, 10_000.0, doc="quoted spread, total (half each side)")
     order_size_btc: float = opt(0.1, 1e-9, 1e6, doc="quote size")
     min_market_spread_bps: float = opt(1.0, 0.0, 10_000.0, doc="do not quote tighter markets")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from bog.engine.position import PositionTracker
+from bog.shm.codes import LIQUIDITY
 from bog.shm.layouts import FIXED
 
 log = logging.getLogger("bog.engine")
@@ -68,7 +69,7 @@ class Journal:
             "order_id": order_id, "side": SIDE_NAME[side],
             "price": price_fixed / FIXED, "qty": qty_fixed / FIXED, "fee_usd": fee_fixed / FIXED,
             "price_fixed": price_fixed, "qty_fixed": qty_fixed, "fee_fixed": fee_fixed,
-            "liquidity": "taker" if liquidity else "maker",
+            "liquidity": LIQUIDITY[liquidity],
         }
         os.write(self.fd, orjson.dumps(doc) + b"\n")
 

@@ -28,6 +28,7 @@ from bog.shm.atomics import (
     sleep_ns,
     store_release,
 )
+from bog.shm.codes import BREAKER, BREAKER_CAUSE, FEED_STATE, STRATEGY, TRIP
 from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     FILL_LIQ_MAKER,
@@ -63,9 +64,10 @@ from bog.shm.layouts import (
 )
 from bog.shm.ring import READ_OK, READ_TORN, fills_push, ticks_read
 
-BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN = 0, 1, 2
-FEED_FRESH, FEED_STALE, FEED_OFFLINE = 0, 1, 2
-STRAT_SIMPLE, STRAT_INVENTORY = 0, 1
+# compile-time constants from the one definition of each code (bog/shm/codes.py)
+BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN = BREAKER.CLOSED, BREAKER.HALF_OPEN, BREAKER.OPEN
+FEED_FRESH, FEED_STALE, FEED_OFFLINE = FEED_STATE.FRESH, FEED_STATE.STALE, FEED_STATE.OFFLINE
+STRAT_SIMPLE, STRAT_INVENTORY = STRATEGY.SIMPLE, STRATEGY.INVENTORY
 
 # Event buffer: 1-D int64 words. Words 0..7 are control (head written by the kernel thread,
 # tail by the Python thread); event i lives at EV_WORDS * (1 + i % EVENT_CAPACITY):
@@ -86,11 +88,14 @@ MB_WORDS = 8
  EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN,
  EV_RISK_TRIP) = range(13)
 # breaker transition causes (EV_BREAKER c)
-CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK, CAUSE_MANUAL = range(6)
+(CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK,
+ CAUSE_MANUAL) = (BREAKER_CAUSE.MARKET, BREAKER_CAUSE.COOLDOWN, BREAKER_CAUSE.RECOVERED,
+                  BREAKER_CAUSE.HALF_OPEN_FAIL, BREAKER_CAUSE.RISK, BREAKER_CAUSE.MANUAL)
 
 # Risk trips that latch the breaker open until 'bogctl breaker reset'
-TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = 0, 1, 2
-TRIP_NAMES = ("daily loss limit hit", "fills dropped", "position limit breached")
+TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = (
+    TRIP.DAILY_LOSS, TRIP.FILLS_DROPPED, TRIP.POSITION_BREACH)
+TRIP_NAMES = TRIP
 
 ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
 IDLE_SPIN_NS = 1_000_000  # with idle back-off on: keep spinning this long after a tick
@@ -206,7 +211,7 @@ def make_params(cfg: Config) -> np.ndarray:
         for f in dataclasses.fields(sec):
             if f.name in ENGINE_PARAMS.names:
                 r[f.name] = getattr(sec, f.name)
-    r["strategy"] = STRAT_INVENTORY if s.name == "inventory" else STRAT_SIMPLE
+    r["strategy"] = STRATEGY.index(s.name)
     r["tick_fixed"] = max(1, int(round(s.tick_size_usd * FIXED)))
     r["order_size_fixed"] = int(round(s.order_size_btc * FIXED))
     r["max_position_fixed"] = int(round(k.max_position_btc * FIXED))

@@ -32,6 +32,7 @@ from bog.log import RateLimiter
 from bog.process import Service, pin_to_core, set_realtime
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
+from bog.shm.codes import BREAKER_CAUSE, SIGNAL, signal_log_name
 from bog.shm.layouts import (
     BREAKER_STATES,
     CONTROL,
@@ -51,9 +52,7 @@ from bog.shm.ring import FillQueue, TicksRing, fills_commit, fills_peek_into
 
 log = logging.getLogger("bog.engine")
 
-SIGNAL_LOG_NAMES = ("QuoteBoth", "QuoteBid", "QuoteAsk", "CancelAll", "NoAction")
-CAUSES = ("market anomalies", "cooldown elapsed", "recovered", "failure while half-open",
-          "risk trip")
+SIGNAL_LOG_NAMES = tuple(signal_log_name(code) for code in range(len(SIGNAL)))
 
 
 class _NoFeed:
@@ -354,7 +353,7 @@ class EngineService(Service):
         elif typ == K.EV_BREAKER:
             level = logging.CRITICAL if b == K.BREAKER_OPEN else logging.WARNING
             log.log(level, "Circuit breaker %s -> %s (%s)%s", BREAKER_STATES[a],
-                    BREAKER_STATES[b], CAUSES[c],
+                    BREAKER_STATES[b], BREAKER_CAUSE[c],
                     " - latched until 'bogctl breaker reset'" if d else "")
         elif typ == K.EV_RISK_TRIP:
             log.critical("Circuit breaker tripped by risk: %s - trading halted until "

@@ -17,6 +17,7 @@ import numpy as np
 from bog.config import FeedConfig
 from bog.feed.publish import publish_snapshot
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
+from bog.shm.codes import FAULT
 from bog.shm.layouts import (
     DEPTH,
     FIXED,
@@ -60,7 +61,7 @@ SYNTH_STATE = np.dtype(
     ]
 )
 
-FAULT_GAP, FAULT_STALL, FAULT_BAD_BOOK, FAULT_LATENCY = 0, 1, 2, 3
+FAULT_GAP, FAULT_STALL, FAULT_BAD_BOOK, FAULT_LATENCY = FAULT.GAP, FAULT.STALL, FAULT.BAD_BOOK, FAULT.LATENCY
 SPIN_LIMIT_NS = 200_000  # wait longer than this in Python (sleep), shorter by spinning
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from bog.monitor.history import History, Window
 from bog.monitor.reader import Reading
+from bog.shm.codes import BREAKER, FEED_STATE
 from bog.shm.layouts import FEED_LATENCY_US_EDGES, LATENCY_NS_EDGES, STALE_AGE_US_EDGES
 
 log = logging.getLogger("bog.monitor")
@@ -112,7 +113,7 @@ def _stale(ctx: Context) -> float | None:
     state = w.gauge("engine", "feed_state")
     if state is None:
         return None
-    if state >= 1:
+    if state >= FEED_STATE.STALE:
         return w.gauge("engine", "stale_age_us")
     b = w.hist_delta("engine", "stale_data_age_us", MINUTE_S)
     nz = np.nonzero(b)[0]
@@ -128,7 +129,7 @@ def _process_down(ctx: Context) -> dict[str, float]:
 
 RULES: tuple[AlertRule, ...] = (
     # -- the guide's alerting_rules.yml --------------------------------------------------------
-    AlertRule("CircuitBreakerTripped", CRITICAL, 0, "==", 2,
+    AlertRule("CircuitBreakerTripped", CRITICAL, 0, "==", BREAKER.OPEN,
               lambda c: c.w.gauge("engine", "circuit_breaker_state"),
               "Trading halted - circuit breaker OPEN"),
     AlertRule("FillQueueOverflow", CRITICAL, 0, ">", 0,

@@ -17,6 +17,7 @@ engine is not running; the values it cannot know are null).
 from __future__ import annotations
 
 from bog.monitor.alerts import CRITICAL
+from bog.shm.codes import BREAKER
 from bog.shm.layouts import BREAKER_STATES, LATENCY_NS_EDGES
 
 LATENCY_P99_MAX_NS = 10_000
@@ -41,7 +42,7 @@ def health(state) -> tuple[int, dict]:
     down = not all(info.up for info in r.procs.values())
     ok = (
         (p99 is None or p99 < LATENCY_P99_MAX_NS)
-        and breaker == 0
+        and breaker == BREAKER.CLOSED
         and ratio is not None and ratio < FILL_QUEUE_MAX_RATIO
         and drift is not None and abs(drift) < POSITION_DRIFT_MAX_BTC
         and not any(a.rule.severity == CRITICAL for a in firing)

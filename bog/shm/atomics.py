@@ -8,8 +8,8 @@ is that the compiler may neither cache nor reorder them.
 
 All helpers work on 1-D ``int64`` arrays (views over the shared mapping); callers index words.
 They are cacheable (no ctypes globals), so ``cache=True`` kernels that use them load from disk.
-numba's cache does not track such dependencies: after changing this file, delete the
-``__pycache__/*.nbi``/``*.nbc`` files of the kernels (or set NUMBA_CACHE_DIR to a fresh dir).
+numba's cache does not track such dependencies: ``bog.shm.kernel_cache`` (run at the end of
+this module) discards the cached kernels whenever a kernel source, this file included, changed.
 """
 
 from __future__ import annotations
@@ -137,3 +137,10 @@ def cpu_relax(typingctx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# numba's cache does not know what its kernels froze from other modules: discard it when any
+# kernel source changed (every kernel module imports this one before its first call)
+from bog.shm.kernel_cache import ensure_fresh as _ensure_fresh  # noqa: E402
+
+_ensure_fresh()

@@ -11,6 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from bog.shm.codes import (
+    BREAKER,
+    FAULT,
+    FEED_STATE,
+    LIQUIDITY,
+    REJECT,
+    RISK,
+    SIDE,
+    SIGNAL,
+)
+
 FIXED = 1_000_000_000  # fixed-point scale of every price and size in shared memory
 DEPTH = 10  # book levels per side in a snapshot
 
@@ -84,8 +95,8 @@ RING_TAIL = 1  # number of items consumed (fills queue consumer; unused for tick
 RING_CAPACITY = 2
 RING_CTRL_WORDS = 8
 
-FILL_LIQ_MAKER = 0
-FILL_LIQ_TAKER = 1
+FILL_LIQ_MAKER = LIQUIDITY.MAKER
+FILL_LIQ_TAKER = LIQUIDITY.TAKER
 
 FILL = np.dtype(
     [
@@ -140,30 +151,23 @@ NB_GAP = len(GAP_SIZE_EDGES) + 1
 NB_STALE = len(STALE_AGE_US_EDGES) + 1
 NB_VOL = len(VOLUME_USD_EDGES) + 1
 
-# Label sets of array-valued counters (index -> label value)
-SIGNAL_ACTIONS = ("quote_both", "quote_bid", "quote_ask", "cancel_all", "no_action")
-SIG_QUOTE_BOTH, SIG_QUOTE_BID, SIG_QUOTE_ASK, SIG_CANCEL_ALL, SIG_NO_ACTION = range(5)
-SIDES = ("bid", "ask")
-REJECT_REASONS = (
-    "zero_or_negative_price",
-    "crossed_book",
-    "locked_book",
-    "spread_too_wide",
-    "too_old",
-    "in_future",
-    "price_jump",
-    "bad_depth",
-    "moved_after_stale",
-)
+# Label sets of array-valued counters and state gauges (index -> label): defined once in
+# bog/shm/codes.py; the names below are the kernels' compile-time constants.
+SIGNAL_ACTIONS = SIGNAL
+SIG_QUOTE_BOTH, SIG_QUOTE_BID, SIG_QUOTE_ASK, SIG_CANCEL_ALL, SIG_NO_ACTION = (
+    SIGNAL.QUOTE_BOTH, SIGNAL.QUOTE_BID, SIGNAL.QUOTE_ASK, SIGNAL.CANCEL_ALL, SIGNAL.NO_ACTION)
+SIDES = SIDE
+REJECT_REASONS = REJECT
 (REJ_PRICE, REJ_CROSSED, REJ_LOCKED, REJ_SPREAD, REJ_OLD, REJ_FUTURE, REJ_JUMP, REJ_DEPTH,
- REJ_AFTER_STALE) = range(len(REJECT_REASONS))
-RISK_REASONS = ("position_limit", "order_size", "price_distance", "rate_limit", "max_orders",
-                "daily_loss", "breaker_open", "paused")
+ REJ_AFTER_STALE) = (REJECT.PRICE, REJECT.CROSSED, REJECT.LOCKED, REJECT.SPREAD, REJECT.OLD,
+                     REJECT.FUTURE, REJECT.JUMP, REJECT.DEPTH, REJECT.AFTER_STALE)
+RISK_REASONS = RISK
 (RISK_POSITION, RISK_SIZE, RISK_DISTANCE, RISK_RATE, RISK_MAX_ORDERS, RISK_DAILY_LOSS,
- RISK_BREAKER, RISK_PAUSED) = range(len(RISK_REASONS))
+ RISK_BREAKER, RISK_PAUSED) = (RISK.POSITION, RISK.SIZE, RISK.DISTANCE, RISK.RATE,
+                               RISK.MAX_ORDERS, RISK.DAILY_LOSS, RISK.BREAKER, RISK.PAUSED)
 
-BREAKER_STATES = ("CLOSED", "HALF_OPEN", "OPEN")
-FEED_STATES = ("FRESH", "STALE", "OFFLINE")
+BREAKER_STATES = BREAKER
+FEED_STATES = FEED_STATE
 
 # Process block: the first fields of every metrics body.
 _PROCESS_FIELDS = [
@@ -182,7 +186,7 @@ FEED_METRICS = np.dtype(
         ("trades_total", "<u8"),
         ("last_sequence", "<i8"),
         ("rate_target_per_s", "<f8"),
-        ("faults_injected_total", "<u8", (4,)),  # gap, stall, bad_book, latency_spike
+        ("faults_injected_total", "<u8", (len(FAULT),)),  # by FAULT code
         ("replay_rows_total", "<u8"),
         ("replay_rows_rejected_total", "<u8"),
         ("replay_done", "<i8"),
@@ -193,7 +197,7 @@ FEED_METRICS = np.dtype(
     ],
     align=True,
 )
-FAULT_KINDS = ("gap", "stall", "bad_book", "latency_spike")
+FAULT_KINDS = FAULT
 
 ENGINE_METRICS = np.dtype(
     _PROCESS_FIELDS

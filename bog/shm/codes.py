@@ -1,0 +1,112 @@
+"""Every code bog's processes exchange, defined once.
+
+A code is an index: the number stored in a shared-memory gauge (``circuit_breaker_state``),
+the position in a metric array (``ticks_rejected_total[REJECT.CROSSED]``), or a field of a
+kernel event. Its label is what metrics, logs, ``bogctl`` and dashboards show for it. Each set
+below is the only place where a code and its label are paired; everything else derives from
+it (the kernels' constants, the engine's log texts, the monitor's labels) and a test checks the
+shipped assets (dashboard value mappings, alert thresholds) against it. Reordering a set here
+therefore changes every side at once instead of silently relabelling one of them.
+
+numba kernels cannot read attributes of Python objects, so a kernel module binds the codes it
+uses to module-level ints (``BREAKER_OPEN = BREAKER.OPEN``); numba freezes those at compile
+time, and ``bog.shm.kernel_cache`` discards cached kernels when this file (or any other kernel
+dependency) changes.
+"""
+
+from __future__ import annotations
+
+
+class Codes(tuple):
+    """Labels in code order; each ``NAME`` attribute is that label's code (a plain int).
+
+    ``Codes(CLOSED="CLOSED", OPEN="OPEN")`` gives ``codes.OPEN == 1`` and
+    ``codes[1] == "OPEN"``; it is a tuple, so ``len``, ``index`` and iteration work.
+    """
+
+    names: tuple[str, ...]
+
+    def __new__(cls, **labels: str) -> "Codes":
+        self = super().__new__(cls, labels.values())
+        self.names = tuple(labels)
+        for code, name in enumerate(labels):
+            setattr(self, name, code)
+        if len(set(self)) != len(self):
+            raise ValueError(f"duplicate labels in {labels}")
+        return self
+
+
+# circuit breaker state (engine gauge circuit_breaker_state; the guide's 0/1/2)
+BREAKER = Codes(CLOSED="CLOSED", HALF_OPEN="HALF_OPEN", OPEN="OPEN")
+
+# market data freshness (engine gauge feed_state)
+FEED_STATE = Codes(FRESH="FRESH", STALE="STALE", OFFLINE="OFFLINE")
+
+# why a snapshot was rejected (label ``reason`` of bog_ticks_rejected_total)
+REJECT = Codes(
+    PRICE="zero_or_negative_price",
+    CROSSED="crossed_book",
+    LOCKED="locked_book",
+    SPREAD="spread_too_wide",
+    OLD="too_old",
+    FUTURE="in_future",
+    JUMP="price_jump",
+    DEPTH="bad_depth",
+    AFTER_STALE="moved_after_stale",
+)
+
+# why a quote was not placed (label ``reason`` of bog_risk_rejections_total)
+RISK = Codes(
+    POSITION="position_limit",
+    SIZE="order_size",
+    DISTANCE="price_distance",
+    RATE="rate_limit",
+    MAX_ORDERS="max_orders",
+    DAILY_LOSS="daily_loss",
+    BREAKER="breaker_open",
+    PAUSED="paused",
+)
+
+# strategy decision (label ``action`` of bog_signals_total); the log writes the guide's
+# ``Signal::QuoteBoth`` form, derived by ``signal_log_name``
+SIGNAL = Codes(
+    QUOTE_BOTH="quote_both",
+    QUOTE_BID="quote_bid",
+    QUOTE_ASK="quote_ask",
+    CANCEL_ALL="cancel_all",
+    NO_ACTION="no_action",
+)
+
+# order side as a metric label (index 0 = buy/bid, 1 = sell/ask)
+SIDE = Codes(BID="bid", ASK="ask")
+
+# why the breaker changed state (kernel event field; logged)
+BREAKER_CAUSE = Codes(
+    MARKET="market anomalies",
+    COOLDOWN="cooldown elapsed",
+    RECOVERED="recovered",
+    HALF_OPEN_FAIL="failure while half-open",
+    RISK="risk trip",
+    MANUAL="bogctl breaker reset",
+)
+
+# risk trips that latch the breaker open until 'bogctl breaker reset' (kernel event; logged)
+TRIP = Codes(
+    DAILY_LOSS="daily loss limit hit",
+    FILLS_DROPPED="fills dropped",
+    POSITION_BREACH="position limit breached",
+)
+
+# feed fault injection kinds (label ``kind`` of bog_feed_faults_injected_total)
+FAULT = Codes(GAP="gap", STALL="stall", BAD_BOOK="bad_book", LATENCY="latency_spike")
+
+# fill liquidity (fill record field; journal text)
+LIQUIDITY = Codes(MAKER="maker", TAKER="taker")
+
+# strategy (kernel parameter; config ``strategy.name`` choices)
+STRATEGY = Codes(SIMPLE="simple-spread", INVENTORY="inventory")
+
+
+def signal_log_name(code: int) -> str:
+    """``quote_both`` -> ``QuoteBoth``: the guide's ``Signal::QuoteBoth`` log form."""
+    return "".join(w.capitalize() for w in SIGNAL[code].split("_"))
