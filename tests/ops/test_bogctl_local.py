@@ -19,7 +19,7 @@ from support import (
     wait_for,
 )
 
-from bog import ctl
+from bog.ctl.procs import find_supervisors
 from bog.shm.segment import list_segments
 
 pytestmark = pytest.mark.slow
@@ -47,9 +47,9 @@ def local(tmp_path):
 
     run.instance, run.port, run.tmp = inst, port, tmp_path
     yield run
-    for pid in ctl.find_supervisors(inst):  # whatever a failed test left running
+    for pid in find_supervisors(inst):  # whatever a failed test left running
         os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not ctl.find_supervisors(inst), 30, what="supervisor gone")
+    wait_for(lambda: not find_supervisors(inst), 30, what="supervisor gone")
     cleanup_segments(inst)
 
 
@@ -75,7 +75,7 @@ def test_clear_messages_when_bog_is_not_running(local):
 def test_start_restart_one_process_and_stop_through_the_local_supervisor(local):
     r = local("start", "--json", check_rc=0)
     doc = json.loads(r.stdout)
-    assert doc["via"] == "supervisor" and doc["pid"] in ctl.find_supervisors(local.instance)
+    assert doc["via"] == "supervisor" and doc["pid"] in find_supervisors(local.instance)
     assert json.loads(local("start", "--json", check_rc=0).stdout)["already_running"]
     assert "local supervisor runs all three" in local("start", "engine", check_rc=2).stderr
     wait_for(lambda: local("status").returncode == 0, 60, what="healthy status")
@@ -99,7 +99,34 @@ def test_start_restart_one_process_and_stop_through_the_local_supervisor(local):
     assert len(r.stdout.splitlines()) == 2 and "Signal::" in r.stdout
     r = local("stop", "--json", check_rc=0)
     assert json.loads(r.stdout)["ok"]
-    assert ctl.find_supervisors(local.instance) == []
+    assert find_supervisors(local.instance) == []
     wait_for(lambda: list_segments(local.instance) == [], 10, what="segments unlinked")
     assert local("status").returncode == 2
     assert (local.tmp / "logs" / "bog.log").exists()
+
+
+def test_bogctl_runs_from_a_read_only_install_without_a_cache_dir(tmp_path):
+    """The numba cache fallback at the entry point: bog/ read-only (a bind mount in a private
+    mount namespace: root ignores file modes, not a read-only mount) and no usable user cache
+    directory, as for an operator account or ``nobody`` on an installed venv."""
+    import shutil
+
+    import bog
+
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) missing")
+    src = os.path.dirname(os.path.abspath(bog.__file__))
+    inst = unique_instance("ro")
+    script = (f"mount --bind -o ro {src} {src} && "
+              f"{sys.executable} -m bog.ctl status --instance {inst}; echo rc=$?; "
+              f"touch {src}/.rw-probe 2>/dev/null && echo still-writable")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    # a home and cache directory inside the read-only mount (root could create /nonexistent)
+    env.update(HOME=f"{src}/no-home", XDG_CACHE_HOME=f"{src}/no-home/.cache")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    if "unshare failed" in r.stderr or "mount:" in r.stderr:
+        pytest.skip(f"no private mount namespace here: {r.stderr.strip()}")
+    assert "still-writable" not in r.stdout, "bog/ was not read-only: the test proves nothing"
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "rc=2" in r.stdout and "NOT RUNNING" in r.stdout, (r.stdout, r.stderr)

@@ -1,0 +1,91 @@
+"""The monitor's HTTP side for bogctl: is it up, ``bogctl alerts`` and ``bogctl metrics``."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from bog.ctl.common import CtlError
+from bog.process import http_status
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("alerts", parents=[common], help="the monitor's alerts; exit 1 if firing")
+    p.add_argument("--url", help="monitor base URL (default from the config)")
+    p.set_defaults(func=cmd_alerts)
+    p = sub.add_parser("metrics", parents=[common], help="the monitor's /metrics")
+    p.add_argument("--grep", action="append", help="only lines containing TEXT (repeat for OR)")
+    p.add_argument("--url", help="monitor base URL (default from the config)")
+    p.set_defaults(func=cmd_metrics)
+
+
+def monitor_up(cfg) -> dict:
+    url = f"http://{cfg.monitor.host}:{cfg.monitor.port}/health"
+    code = http_status(url)  # 503 = up but degraded
+    return {"up": True, "url": url, "http_status": code} if code else {"up": False, "url": url}
+
+
+def _monitor_url(args, cfg, path: str) -> str:
+    if args.url:
+        return args.url.rstrip("/") + path
+    host = cfg.monitor.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{cfg.monitor.port}{path}"
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise CtlError(f"the monitor does not answer at {url} ({reason}): is bog-monitor "
+                       "running ('bogctl status')? Another port: --config or --url")
+
+
+def cmd_alerts(args, cfg) -> int:
+    url = _monitor_url(args, cfg, "/alerts")
+    code, body = _get(url)
+    if code != 200:
+        raise CtlError(f"GET {url}: HTTP {code}")
+    doc = json.loads(body)
+    firing, pending = doc.get("firing", []), doc.get("pending", [])
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"bog instance {doc.get('instance', args.instance)}: {len(firing)} firing, "
+              f"{len(pending)} pending")
+        for a in firing + pending:
+            val = a.get("value")
+            val = "" if val is None else f"  value {val:g}" if isinstance(val, (int, float)) else f"  value {val}"
+            print(f"  {a['state'].upper():<8} {a['severity']:<9} {a['name']:<24} since "
+                  f"{a['since']}{val}  {a['summary']}")
+    return 1 if firing else 0
+
+
+def cmd_metrics(args, cfg) -> int:
+    url = _monitor_url(args, cfg, "/metrics")
+    code, body = _get(url)
+    if code != 200:
+        raise CtlError(f"GET {url}: HTTP {code}")
+    text = body.decode()
+    greps = args.grep or []
+    if args.json:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out = []
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if not greps or any(g in s.name for g in greps):
+                    out.append({"name": s.name, "labels": s.labels, "value": s.value})
+        print(json.dumps(out, indent=1))
+        return 0 if out else 1
+    lines = [ln for ln in text.splitlines() if not greps or any(g in ln for g in greps)]
+    print("\n".join(lines))
+    return 0 if lines else 1
