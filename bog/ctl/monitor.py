@@ -7,34 +7,50 @@ import urllib.error
 import urllib.request
 
 from bog.ctl.common import CtlError
+from bog.monitor import address
 from bog.process import http_status
+from bog.shm import segment as seg_mod
 
 
 def register(sub, common) -> None:
     p = sub.add_parser("alerts", parents=[common], help="the monitor's alerts; exit 1 if firing")
-    p.add_argument("--url", help="monitor base URL (default from the config)")
+    p.add_argument("--url", help="monitor base URL (default: the address the running monitor published, else the config's)")
     p.set_defaults(func=cmd_alerts)
     p = sub.add_parser("metrics", parents=[common], help="the monitor's /metrics")
     p.add_argument("--grep", action="append", help="only lines containing TEXT (repeat for OR)")
-    p.add_argument("--url", help="monitor base URL (default from the config)")
+    p.add_argument("--url", help="monitor base URL (default: the address the running monitor published, else the config's)")
     p.set_defaults(func=cmd_metrics)
 
 
-def monitor_up(cfg) -> dict:
-    url = f"http://{cfg.monitor.host}:{cfg.monitor.port}/health"
+def locate(instance: str, cfg) -> tuple[str, str, int | None]:
+    """Base URL of ``instance``'s monitor, where it came from, and the monitor's pid.
+
+    The address the running monitor published in shared memory (``bog run --port P``),
+    else the config's ``[monitor]`` host and port (the monitor is not running, or crashed).
+    """
+    try:
+        addr = address.lookup(instance)
+    except seg_mod.SegmentError:
+        addr = None  # not readable by this user: the config's address is still worth a try
+    if addr is not None:
+        return addr.url(), "shared memory", addr.pid
+    return address.base_url(cfg.monitor.host, cfg.monitor.port), "config", None
+
+
+def monitor_up(instance: str, cfg) -> dict:
+    base, source, pid = locate(instance, cfg)
+    url = base + "/health"
     code = http_status(url)  # 503 = up but degraded
-    return {"up": True, "url": url, "http_status": code} if code else {"up": False, "url": url}
+    doc = {"up": bool(code), "url": url, "address_from": source, "pid": pid}
+    if code:
+        doc["http_status"] = code
+    return doc
 
 
 def _monitor_url(args, cfg, path: str) -> str:
     if args.url:
         return args.url.rstrip("/") + path
-    host = cfg.monitor.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{cfg.monitor.port}{path}"
+    return locate(args.instance, cfg)[0] + path
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -46,7 +62,7 @@ def _get(url: str) -> tuple[int, bytes]:
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise CtlError(f"the monitor does not answer at {url} ({reason}): is bog-monitor "
-                       "running ('bogctl status')? Another port: --config or --url")
+                       "running ('bogctl status')? Another address: --url")
 
 
 def cmd_alerts(args, cfg) -> int:

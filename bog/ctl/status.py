@@ -53,7 +53,7 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
     dt = max(r2.mono_s - r1.mono_s, 1e-9)
     out: dict = {"instance": instance, "processes": {
         p: _process_json(info, r2.wall_ns, errors[p]) for p, info in r2.procs.items()}}
-    out["processes"]["monitor"] = monitor_up(cfg)
+    out["processes"]["monitor"] = monitor_up(instance, cfg)
     f1, f2 = r1.rec(FEED), r2.rec(FEED)
     if f2 is not None:
         f1 = f2 if f1 is None else f1
@@ -151,7 +151,8 @@ def _fmt_status(s: dict, color: bool) -> str:
     lines.append("processes:")
     for name, p in s["processes"].items():
         if name == "monitor":
-            lines.append(f"  {name:<8} {'up' if p['up'] else 'DOWN':<5} {p['url']}")
+            pid = f"pid {p['pid']:<7} " if p.get("pid") else ""
+            lines.append(f"  {name:<8} {'up' if p['up'] else 'DOWN':<5} {pid}{p['url']}")
         elif p["up"]:
             lines.append(f"  {name:<8} up    pid {p['pid']:<7} core {p['core']:<3} uptime {p['uptime_s']:.0f} s")
         else:

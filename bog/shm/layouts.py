@@ -23,6 +23,7 @@ KIND_FILLS = 2
 KIND_FEED_METRICS = 3
 KIND_ENGINE_METRICS = 4
 KIND_CONTROL = 5
+KIND_MONITOR = 6
 
 # Segment lifecycle (header.state)
 STATE_INIT = 0
@@ -111,6 +112,19 @@ CONTROL = np.dtype(
         ("pad", "<i8", (13,)),
     ]
 )
+
+# Monitor address block: where the monitor listens, so bogctl finds it whatever port it was
+# started with (``bog run --port P``). Written once by the monitor at startup.
+MONITOR = np.dtype(
+    [
+        ("pid", "<i8"),
+        ("port", "<i8"),  # the bound port (the real one, also when configured as 0)
+        ("started_ns", "<i8"),
+        ("host", "S64"),  # the bound address, ASCII, NUL-padded
+        ("pad", "<i8", (5,)),
+    ]
+)
+assert MONITOR.itemsize == 128
 
 # Histogram bucket upper bounds. Every alert threshold is an edge, so histogram_quantile is
 # exact where alerts look (1 us, 10 us, 100 us for tick latency; 1 ms feed latency).

@@ -20,6 +20,7 @@ from support import (
 )
 
 from bog.ctl.procs import find_supervisors
+from bog.process import stop_child
 from bog.shm.segment import list_segments
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def local(tmp_path):
             assert r.returncode == check_rc, (args, r.returncode, r.stdout, r.stderr)
         return r
 
-    run.instance, run.port, run.tmp = inst, port, tmp_path
+    run.instance, run.port, run.tmp, run.env = inst, port, tmp_path, env
     yield run
     for pid in find_supervisors(inst):  # whatever a failed test left running
         os.kill(pid, signal.SIGTERM)
@@ -103,6 +104,39 @@ def test_start_restart_one_process_and_stop_through_the_local_supervisor(local):
     wait_for(lambda: list_segments(local.instance) == [], 10, what="segments unlinked")
     assert local("status").returncode == 2
     assert (local.tmp / "logs" / "bog.log").exists()
+
+
+def test_status_alerts_metrics_find_a_monitor_started_with_another_port(local):
+    """``bog run --port P``: the config says another port; the monitor publishes where it
+    listens (``/bog.<instance>.monitor``) and bogctl goes there."""
+    port = free_port()
+    assert port != local.port
+    p = subprocess.Popen([sys.executable, "-m", "bog.cli", "run", "--instance", local.instance,
+                          "--port", str(port)], cwd=local.tmp, env=local.env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        def monitor_up():
+            s = json.loads(local("status", "--json").stdout)
+            return s["processes"]["monitor"]["up"] and s
+        s = wait_for(monitor_up, 90, what="monitor up in bogctl status")
+        mon = s["processes"]["monitor"]
+        assert mon["url"] == f"http://127.0.0.1:{port}/health"
+        assert mon["address_from"] == "shared memory" and mon["pid"] > 0
+        assert f"http://127.0.0.1:{port}/health" in local("status").stdout
+        wait_for(lambda: local("metrics", "--grep", "bog_up").returncode == 0, 30,
+                 what="bogctl metrics")
+        r = local("alerts", "--json")
+        assert r.returncode in (0, 1), r.stderr
+        assert "firing" in json.loads(r.stdout)
+        assert f"/bog.{local.instance}.monitor" in list_segments(local.instance)
+    finally:
+        stop_child(p)
+    # unlinked on shutdown; then bogctl falls back to the config's port
+    assert f"/bog.{local.instance}.monitor" not in list_segments(local.instance)
+    mon = json.loads(local("status", "--json").stdout)["processes"]["monitor"]
+    assert not mon["up"] and mon["url"] == f"http://127.0.0.1:{local.port}/health"
+    assert mon["address_from"] == "config"
 
 
 def test_bogctl_runs_from_a_read_only_install_without_a_cache_dir(tmp_path):
