@@ -13,7 +13,8 @@
     bogctl alerts [--json]                    the monitor's alerts; exit 0 none firing, 1 firing
     bogctl metrics [--grep TEXT ...] [--json] the monitor's /metrics, filtered
     bogctl breaker reset                      close a latched circuit breaker
-    bogctl pause | resume                     stop / restart quoting (quotes are cancelled)
+    bogctl pause | resume                     stop / restart quoting (quotes are cancelled; a
+                                              pause survives engine restarts until resume)
     bogctl reconcile                          run a position reconciliation now
     bogctl config prometheus|alerts|rules|alertmanager|grafana|grafana-alerts   print the shipped assets
     bogctl install-units [--prefix DIR] [--config F] [--instance N] [--user U] [--print]
@@ -24,7 +25,9 @@ Common options: ``--instance`` (default ``$BOG_INSTANCE`` or ``default``), ``--c
 it gives the monitor's address), ``--json``.
 
 Control actions go through the owner-only shared-memory control block: only the user that
-runs bog (or root) can use them, and there is no HTTP control surface at all. Output has no
+runs bog (or root) can use them, and there is no HTTP control surface at all. They are
+refused when the engine is not running and report "applied" only once the engine
+acknowledged them (``--timeout``, default 2 s). Output has no
 colour when piped (or with NO_COLOR set). Errors are one line on stderr, never a traceback.
 
 One module per concern; each verb module has ``register(sub, common)`` adding its

@@ -13,8 +13,12 @@ from bog.ctl.common import EXIT_DEGRADED, EXIT_HEALTHY, EXIT_NOT_RUNNING
 from bog.ctl.monitor import monitor_up
 from bog.ctl.systemd import systemd_units_state
 from bog.monitor.reader import ShmReader
+from bog.shm import SegmentNames
+from bog.shm import segment as seg_mod
 from bog.shm.layouts import (
     BREAKER_STATES,
+    CONTROL,
+    KIND_CONTROL,
     FEED_LATENCY_US_EDGES,
     FEED_STATES,
     LATENCY_NS_EDGES,
@@ -88,6 +92,7 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
             "circuit_breaker": BREAKER_STATES[int(e["circuit_breaker_state"])],
             "circuit_breaker_latched": bool(e["circuit_breaker_latched"]),
             "paused": bool(e["paused"]),
+            "pause_persisted": _pause_persisted(instance),
             "fill_queue_depth": r2.fill_depth or 0,
             "fill_queue_capacity": r2.fill_capacity or int(e["fill_queue_capacity"]),
             "fills_dropped": int(e["fills_dropped_total"]),
@@ -107,6 +112,22 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
         }
     out["status"], out["problems"] = _judge(out)
     return out
+
+
+def _pause_persisted(instance: str) -> bool | None:
+    """Whether the live engine keeps its pause in its state directory (None: unknown)."""
+    try:
+        seg = seg_mod.attach(SegmentNames(instance).control, KIND_CONTROL)
+    except seg_mod.SegmentError:
+        return None
+    try:
+        h = seg.header[0]
+        if not seg_mod.owner_alive(int(h["owner_pid"]), int(h["owner_start_ticks"])):
+            return None
+        return bool(int(seg.view(CONTROL)[0]["pause_persisted"]))
+    finally:
+        h = None
+        seg.close(unlink=False)
 
 
 def _q(q, buckets, kind):
@@ -137,6 +158,12 @@ def _judge(out: dict) -> tuple[str, list[str]]:
         if e["paused"]:
             problems.append("trading paused")
     return ("healthy" if not problems else "degraded"), problems
+
+
+def _paused_text(e: dict) -> str:
+    if not e["paused"]:
+        return ""
+    return "  PAUSED (persisted)" if e.get("pause_persisted") else "  PAUSED"
 
 
 def _fmt_status(s: dict, color: bool) -> str:
@@ -179,7 +206,7 @@ def _fmt_status(s: dict, color: bool) -> str:
             f"{e['entry_price_usd']:.2f}  realized {e['realized_pnl_usd']:+.2f} USD  daily "
             f"{e['daily_pnl_usd']:+.2f} USD (limit -{e['max_daily_loss_usd']:.0f})",
             f"safety:   breaker {e['circuit_breaker']}{' (latched)' if e['circuit_breaker_latched'] else ''}"
-            f"{'  PAUSED' if e['paused'] else ''}  fill queue {e['fill_queue_depth']}/"
+            f"{_paused_text(e)}  fill queue {e['fill_queue_depth']}/"
             f"{e['fill_queue_capacity']}  dropped fills {e['fills_dropped']}  drift "
             f"{e['position_drift_btc']:+.6f}  corrections {e['position_corrections']}",
             f"data:     feed {e['feed_state']} (age {e['stale_age_ms']} ms)  gaps "
