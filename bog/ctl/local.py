@@ -9,10 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from bog.ctl.common import CtlError, emit, log_directory, wait
 from bog.ctl.procs import child_pid, find_supervisors, shm_pid, terminate
 from bog.ctl.systemd import systemctl
+from bog.monitor import address
+from bog.monitor.reader import ShmReader
+from bog.process import http_status
 
 
 def register(sub, common) -> None:
@@ -52,20 +56,71 @@ def _local_start(args, cfg) -> int:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                              start_new_session=True, env=env)
 
-    def up():
-        return p.poll() is not None or (shm_pid(inst, "feed") and shm_pid(inst, "engine"))
-
-    wait(up, args.timeout)
-    if p.poll() is not None or not (shm_pid(inst, "feed") and shm_pid(inst, "engine")):
-        tail = _tail(out_path, 8) or _tail(os.path.join(log_dir, "bog.log"), 8)
+    t0 = time.time()
+    state = wait_up(inst, p, args.timeout)
+    if p.poll() is not None or any(v != "up" for v in state.values()):
+        down = [f"{name} {why}" for name, why in state.items() if why != "up"]
+        errors = _error_lines(log_dir, inst, t0)
+        failed = sorted({e.ident for e in errors if e.ident != "bog-supervisor"})
         if p.poll() is None:
-            msg = f"bog did not come up within {args.timeout:.0f} s (supervisor pid {p.pid} still trying)"
+            msg = (f"bog did not come up within {args.timeout:.0f} s (supervisor pid {p.pid} "
+                   f"still trying; {', '.join(down)})")
         else:
-            msg = f"bog run exited with status {p.returncode}"
-        raise CtlError(f"bogctl start: {msg}; last output:\n{tail}", 1)
-    emit(args, {"ok": True, "via": "supervisor", "action": "start", "pid": p.pid},
-         f"bogctl: bog started (supervisor pid {p.pid}, instance {inst}); logs in {log_dir}/bog.log")
+            what = f"{' and '.join(failed)} failed" if failed else "it failed"
+            msg = f"{what}: bog run exited with status {p.returncode}"
+        tail = "\n".join(e.raw for e in errors[-6:]) or _tail(out_path, 8) or _tail(
+            os.path.join(log_dir, "bog.log"), 8)
+        raise CtlError(f"bogctl start: {msg}; last errors (logs in {log_dir}/bog.log):\n{tail}", 1)
+    emit(args, {"ok": True, "via": "supervisor", "action": "start", "pid": p.pid,
+                "processes": state},
+         f"bogctl: bog started: feed, engine and monitor up (supervisor pid {p.pid}, instance "
+         f"{inst}); logs in {log_dir}/bog.log")
     return 0
+
+
+def pipeline_state(instance: str) -> dict[str, str]:
+    """"up", or why not, for each process: feed and engine from shared memory, the monitor
+    from the address it published and its /health answering."""
+    reader = ShmReader(instance)
+    try:
+        procs = reader.read().procs
+    finally:
+        reader.close()
+    state = {p: "up" if procs[p].up else procs[p].state for p in ("feed", "engine")}
+    addr = address.lookup(instance)
+    if addr is None:
+        state["monitor"] = "not listening"
+    elif http_status(addr.url("/health"), 0.5) is None:
+        state["monitor"] = f"not answering at {addr.url('/health')}"
+    else:
+        state["monitor"] = "up"
+    return state
+
+
+def wait_up(instance: str, supervisor: subprocess.Popen, timeout_s: float) -> dict[str, str]:
+    """Poll until every process is up, the supervisor exited, or ``timeout_s`` passed."""
+    state: dict[str, str] = {}
+
+    def done():
+        nonlocal state
+        if supervisor.poll() is not None:
+            return True
+        state = pipeline_state(instance)
+        return all(v == "up" for v in state.values())
+
+    wait(done, timeout_s)
+    return state
+
+
+def _error_lines(log_dir: str, instance: str, since_ts: float) -> list:
+    """This instance's log entries at priority err or worse since ``since_ts``."""
+    from bog import logview as lv
+
+    try:
+        return [e for e in lv.file_entries(log_dir) if e.instance == instance
+                and e.ts >= since_ts - 1 and e.priority <= 3]
+    except lv.LogError:
+        return []
 
 
 def _tail(path: str, n: int) -> str:

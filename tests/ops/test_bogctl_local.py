@@ -77,6 +77,7 @@ def test_start_restart_one_process_and_stop_through_the_local_supervisor(local):
     r = local("start", "--json", check_rc=0)
     doc = json.loads(r.stdout)
     assert doc["via"] == "supervisor" and doc["pid"] in find_supervisors(local.instance)
+    assert doc["processes"] == {"feed": "up", "engine": "up", "monitor": "up"}
     assert json.loads(local("start", "--json", check_rc=0).stdout)["already_running"]
     assert "local supervisor runs all three" in local("start", "engine", check_rc=2).stderr
     wait_for(lambda: local("status").returncode == 0, 60, what="healthy status")
@@ -104,6 +105,22 @@ def test_start_restart_one_process_and_stop_through_the_local_supervisor(local):
     wait_for(lambda: list_segments(local.instance) == [], 10, what="segments unlinked")
     assert local("status").returncode == 2
     assert (local.tmp / "logs" / "bog.log").exists()
+
+
+def test_start_reports_a_process_that_failed_to_start(local):
+    """The monitor's port is taken: the supervisor stops the pipeline; 'bogctl start' must say
+    so (naming the monitor), not "bog started"."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", local.port))
+        held.listen(1)
+        r = local("start")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "bog started" not in r.stdout
+        assert r.stderr.startswith("bogctl start: bog-monitor failed: bog run exited with status 1")
+        assert "address already in use" in r.stderr, r.stderr
+    assert find_supervisors(local.instance) == []
 
 
 def test_status_alerts_metrics_find_a_monitor_started_with_another_port(local):
