@@ -58,7 +58,7 @@ def test_status_judges_tick_latency_over_its_sampling_window(instance):
     import time
 
     from bog.config import build_config
-    from bog.ctl import collect_status
+    from bog.ctl.status import collect_status
     from bog.shm import SegmentNames
     from bog.shm.layouts import LATENCY_NS_EDGES
     from bog.shm.metrics import MetricsBlock

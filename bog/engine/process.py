@@ -27,6 +27,7 @@ import numpy as np
 
 from bog.engine import kernel as K
 from bog.engine.journal import Journal, recover
+from bog.engine.pause import PauseFlag
 from bog.engine.position import PositionTracker, utc_day
 from bog.log import RateLimiter
 from bog.process import Service, pin_to_core, set_realtime
@@ -110,6 +111,7 @@ class EngineService(Service):
         ctl = seg_mod.create(self.names.control, KIND_CONTROL, CONTROL.itemsize)
         self.control = ctl
         self.ctl = ctl.view(CONTROL)
+        self._start_paused_if_persisted()
 
         st = self.state[0]
         st["position_fixed"] = self.tracker.position_fixed
@@ -138,6 +140,7 @@ class EngineService(Service):
         self._last_reconcile = time.monotonic()
         self._seen_reset = int(self.ctl[0]["breaker_reset_requests"])
         self._seen_reconcile = int(self.ctl[0]["reconcile_requests"])
+        self._reset_pending: tuple[int, int] | None = None  # (mailbox seq, request) to ack
         self.hot = threading.Thread(target=self._hot_loop, name="bog-engine-hot", daemon=True)
         self.hot.start()
         self._hot_pinned.wait(10)  # until the hot thread has pinned itself
@@ -442,22 +445,52 @@ class EngineService(Service):
                     "(%.9f queued), corrected by %+.9f BTC", before / FIXED,
                     ledger / FIXED, pending / FIXED, drift / FIXED)
 
+    def _start_paused_if_persisted(self) -> None:
+        """A paused engine stays paused across restarts: the flag is in the state directory."""
+        self.pause_flag = PauseFlag(os.path.dirname(journal_path(self.cfg, self.instance)))
+        if self.pause_flag.is_set():
+            c = self.ctl[0]
+            c["pause_requested"] = c["pause_persisted"] = 1
+            self.mb[K.MB_PAUSED] = 1  # before the kernel first runs: no order is placed
+            log.warning("Trading paused (persisted): paused by bogctl before this start (%s); "
+                        "'bogctl resume' quotes again", self.pause_flag.path)
+
     def _check_control(self) -> None:
+        """Apply bogctl's requests, then acknowledge each once it took effect."""
         c = self.ctl[0]
+        st = self.state[0]
         req = int(c["breaker_reset_requests"])
         if req != self._seen_reset:
             self._seen_reset = req
             self._loss_tripped = False  # re-armed: the next fill beyond the limit trips again
             self.mb[K.MB_RESET_SEQ] += 1  # the kernel closes the breaker and logs it
+            self._reset_pending = (int(self.mb[K.MB_RESET_SEQ]), req)
+        if self._reset_pending is not None and int(st["reset_seen"]) >= self._reset_pending[0]:
+            c["breaker_reset_applied"] = self._reset_pending[1]
+            self._reset_pending = None
         paused = 1 if int(c["pause_requested"]) else 0
         if paused != int(self.mb[K.MB_PAUSED]):
+            try:
+                self.pause_flag.save(bool(paused))  # first: a pause must survive a crash
+            except OSError as e:
+                log.error("Trading %s: cannot %s the pause flag %s: %s", "pause" if paused
+                          else "resume", "save" if paused else "remove", self.pause_flag.path, e)
+            c["pause_persisted"] = 1 if self.pause_flag.is_set() else 0
             self.mb[K.MB_PAUSED] = paused  # the kernel cancels quotes and stops quoting
-            log.warning("Trading %s by bogctl", "paused (quotes cancelled)" if paused else "resumed")
+            if paused:
+                log.warning("Trading paused (quotes cancelled) by bogctl%s",
+                            " - paused (persisted): a restart stays paused until 'bogctl "
+                            "resume'" if c["pause_persisted"] else " - NOT persisted")
+            else:
+                log.warning("Trading resumed by bogctl")
+        if int(st["paused"]) == paused:  # the kernel runs with it
+            c["pause_applied"] = paused
         rq = int(c["reconcile_requests"])
         if rq != self._seen_reconcile:
             self._seen_reconcile = rq
             log.info("reconciliation requested by bogctl")
             self.reconcile()
+            c["reconcile_applied"] = rq
 
     def _check_feed(self) -> None:
         if self.ring.segment is None or self.ring.segment.replaced_or_closed():

@@ -20,11 +20,13 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import time
 
 import uvicorn
 
+from bog.monitor import address
 from bog.monitor.app import create_app
 from bog.monitor.state import MonitorState
 from bog.process import Service
@@ -78,6 +80,9 @@ class MonitorService(Service):
                         "who can reach it (no authentication)", mc.host)
         self.sock = bind_socket(mc.host, mc.port)
         self.address = "%s:%d" % self.sock.getsockname()[:2]
+        # published for bogctl (whichever port won: config, --port, or 0)
+        self.address_seg = address.publish(self.instance, *self.sock.getsockname()[:2],
+                                           os.getpid())
         self.state = MonitorState(self.instance, self.started_ns)
         self.state.core = self.core
         config = uvicorn.Config(
@@ -121,6 +126,9 @@ class MonitorService(Service):
             await asyncio.sleep(HOUSEKEEPING_S)
 
     def shutdown(self) -> None:
+        address_seg = getattr(self, "address_seg", None)
+        if address_seg is not None:
+            address_seg.close()  # unlinks /bog.<instance>.monitor
         state = getattr(self, "state", None)
         if state is not None:
             state.close()

@@ -36,5 +36,9 @@ class SegmentNames:
     def control(self) -> str:  # owner: engine; written by bogctl
         return segment_name(self.instance, "control")
 
+    @property
+    def monitor(self) -> str:  # owner: monitor; its listen address, read by bogctl
+        return segment_name(self.instance, "monitor")
+
     def metrics(self, process: str) -> str:
         return {"feed": self.feed_metrics, "engine": self.engine_metrics}[process]

@@ -34,6 +34,7 @@ KIND_FILLS = 2
 KIND_FEED_METRICS = 3
 KIND_ENGINE_METRICS = 4
 KIND_CONTROL = 5
+KIND_MONITOR = 6
 
 # Segment lifecycle (header.state)
 STATE_INIT = 0
@@ -113,15 +114,34 @@ FILL = np.dtype(
 assert FILL.itemsize == 64
 FILL_WORDS = FILL.itemsize // 8
 
-# Control block: written by bogctl, read by the engine's housekeeping.
+# Control block: requests written by bogctl, read by the engine's housekeeping; the engine
+# acknowledges each one in the *_applied words once it took effect (bogctl waits for that).
 CONTROL = np.dtype(
     [
         ("breaker_reset_requests", "<i8"),  # bogctl increments; engine acts on each increase
         ("pause_requested", "<i8"),  # 1 = stop quoting (cancel all), 0 = run
         ("reconcile_requests", "<i8"),
-        ("pad", "<i8", (13,)),
+        ("breaker_reset_applied", "<i8"),  # engine: last breaker_reset_requests applied
+        ("pause_applied", "<i8"),  # engine: the pause state the kernel runs with (0/1)
+        ("reconcile_applied", "<i8"),  # engine: last reconcile_requests done
+        ("pause_persisted", "<i8"),  # engine: 1 while the pause flag is saved in its state dir
+        ("pad", "<i8", (9,)),
     ]
 )
+assert CONTROL.itemsize == 128
+
+# Monitor address block: where the monitor listens, so bogctl finds it whatever port it was
+# started with (``bog run --port P``). Written once by the monitor at startup.
+MONITOR = np.dtype(
+    [
+        ("pid", "<i8"),
+        ("port", "<i8"),  # the bound port (the real one, also when configured as 0)
+        ("started_ns", "<i8"),
+        ("host", "S64"),  # the bound address, ASCII, NUL-padded
+        ("pad", "<i8", (5,)),
+    ]
+)
+assert MONITOR.itemsize == 128
 
 # Histogram bucket upper bounds. Every alert threshold is an edge, so histogram_quantile is
 # exact where alerts look (1 us, 10 us, 100 us for tick latency; 1 ms feed latency).
