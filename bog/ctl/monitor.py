@@ -38,12 +38,24 @@ def locate(instance: str, cfg) -> tuple[str, str, int | None]:
 
 
 def monitor_up(instance: str, cfg) -> dict:
+    """Is the monitor answering, and which critical alerts does it have firing."""
     base, source, pid = locate(instance, cfg)
     url = base + "/health"
-    code = http_status(url)  # 503 = up but degraded
-    doc = {"up": bool(code), "url": url, "address_from": source, "pid": pid}
-    if code:
-        doc["http_status"] = code
+    doc = {"up": False, "url": url, "address_from": source, "pid": pid}
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as r:
+            code, body = r.status, r.read()
+    except urllib.error.HTTPError as e:  # 503: up, but not healthy
+        code, body = e.code, e.read()
+    except (OSError, ValueError):
+        return doc
+    doc.update(up=True, http_status=code)
+    try:
+        alerts = json.loads(body).get("alerts", [])
+        doc["critical_alerts"] = [a.get("key", a["name"]) for a in alerts
+                                  if a.get("severity") == "critical"]
+    except (ValueError, KeyError, AttributeError, TypeError):
+        doc["critical_alerts"] = None  # an answer, but not the monitor's document
     return doc
 
 

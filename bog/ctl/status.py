@@ -12,7 +12,9 @@ import numpy as np
 from bog.ctl.common import EXIT_DEGRADED, EXIT_HEALTHY, EXIT_NOT_RUNNING
 from bog.ctl.monitor import monitor_up
 from bog.ctl.systemd import systemd_units_state
+from bog.monitor.health import Facts, judge
 from bog.monitor.reader import ShmReader
+from bog.shm.codes import BREAKER, FEED_STATE
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import (
@@ -137,27 +139,20 @@ def _q(q, buckets, kind):
 
 
 def _judge(out: dict) -> tuple[str, list[str]]:
+    """The same rules as /health (``bog.monitor.health.judge``), on what bogctl read."""
     p = out["processes"]
-    if not p["engine"]["up"] and not p["feed"]["up"]:
-        return "not running", ["feed and engine are not running"]
-    problems = [f"{name} is down" for name in ("feed", "engine", "monitor") if not p[name]["up"]]
-    e = out.get("engine")
-    if e:
-        if e["circuit_breaker"] != "CLOSED":
-            problems.append(f"circuit breaker {e['circuit_breaker']}")
-        if e["fill_queue_capacity"] and e["fill_queue_depth"] / e["fill_queue_capacity"] >= 0.8:
-            problems.append("fill queue above 80%")
-        if e["fills_dropped"]:
-            problems.append(f"{e['fills_dropped']} fills dropped")
-        if abs(e["position_drift_btc"]) >= 0.001:
-            problems.append(f"position drift {e['position_drift_btc']:+.6f} BTC")
-        if e["tick_latency_ns_p99"] is not None and e["tick_latency_ns_p99"] > 10_000:
-            problems.append(f"tick latency P99 {e['tick_latency_ns_p99']:.0f} ns > 10 us")
-        if e["feed_state"] != "FRESH":
-            problems.append(f"feed {e['feed_state']}")
-        if e["paused"]:
-            problems.append("trading paused")
-    return ("healthy" if not problems else "degraded"), problems
+    e = out.get("engine") or {}
+    cap = e.get("fill_queue_capacity")
+    return judge(Facts(
+        feed_up=p["feed"]["up"], engine_up=p["engine"]["up"], monitor_up=p["monitor"]["up"],
+        breaker=BREAKER.index(e["circuit_breaker"]) if e else None,
+        fill_queue_ratio=e["fill_queue_depth"] / cap if cap else None,
+        fills_dropped=e.get("fills_dropped"),
+        position_drift_btc=e.get("position_drift_btc"),
+        tick_p99_ns=e.get("tick_latency_ns_p99"),
+        feed_state=FEED_STATE.index(e["feed_state"]) if e else None,
+        paused=e.get("paused"),
+        critical_alerts=tuple(p["monitor"].get("critical_alerts") or ())))
 
 
 def _paused_text(e: dict) -> str:
@@ -171,7 +166,11 @@ def _fmt_status(s: dict, color: bool) -> str:
         return f"\033[{code}m{text}\033[0m" if color else text
 
     status = s["status"]
-    head = c(status.upper(), {"healthy": "32", "degraded": "33"}.get(status, "31"))
+    procs = s["processes"]
+    text = status.upper()
+    if status == "down" and not procs["feed"]["up"] and not procs["engine"]["up"]:
+        text = "NOT RUNNING"  # nothing of the pipeline is up (exit 2)
+    head = c(text, {"healthy": "32", "degraded": "33"}.get(status, "31"))
     lines = [f"bog instance {s['instance']}: {head}"]
     for p in s["problems"]:
         lines.append(f"  ! {p}")

@@ -245,6 +245,7 @@ class AlertState:
     def to_json(self) -> dict:
         return {
             "name": self.rule.name,
+            "key": self.key,
             "severity": self.rule.severity,
             "state": "firing" if self.firing else "pending",
             "since": _iso(self.since_ns),

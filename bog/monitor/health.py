@@ -1,23 +1,29 @@
-"""``GET /health``: the guide's health document, computed from a fresh read.
+"""Health: one set of rules for ``GET /health`` and ``bogctl status``, and the /health document.
 
-Fields are the guide's (``status``, ``tick_latency_p99_ns``, ``circuit_breaker``,
-``fill_queue_depth``, ``position_drift``) plus ``processes`` and ``alerts`` (firing). The
-guide's rules, corrected (see docs/monitoring.md):
+``judge(Facts)`` is the only place where health is decided; the monitor feeds it what it
+reads at request time (latency over its last 60 s of history), ``bogctl status`` what it reads
+from shared memory over its sampling window plus the monitor's firing alerts. The rules (the
+guide's, corrected: see docs/monitoring.md):
 
-- latency: P99 of the ticks of the last 60 s (not since start) < 10 us;
-- breaker: CLOSED;
-- fill queue: depth / capacity < 0.8 (the guide compared the raw depth with 0.8);
-- position: |drift| < 0.001 BTC (the guide forgot the absolute value);
-- and no critical alert firing.
+- **down**: the feed or the engine is not running (stalled, crashed or absent);
+- **degraded**, each with a one-line reason: the circuit breaker is not CLOSED; the fill queue
+  is at or above 80 % of its capacity (the guide compared the raw depth with 0.8); fills were
+  dropped; |position drift| >= 0.001 BTC (the guide forgot the absolute value); tick latency
+  P99 > 10 us; market data is not FRESH (stale or offline: the engine has cancelled its
+  quotes); trading is paused by bogctl; a critical alert is firing; the monitor is down (only
+  ``bogctl`` can tell);
+- **healthy** otherwise.
 
-``status`` is ``healthy`` (HTTP 200), ``degraded`` (503) or ``down`` (503: the feed or the
-engine is not running; the values it cannot know are null).
+``/health`` answers 200 only when healthy, else 503; ``bogctl status`` exits 0 healthy,
+1 degraded, 2 down.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bog.monitor.alerts import CRITICAL
-from bog.shm.codes import BREAKER
+from bog.shm.codes import BREAKER, FEED_STATE
 from bog.shm.layouts import BREAKER_STATES, LATENCY_NS_EDGES
 
 LATENCY_P99_MAX_NS = 10_000
@@ -26,6 +32,54 @@ POSITION_DRIFT_MAX_BTC = 0.001
 LATENCY_WINDOW_S = 60.0
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+
+
+@dataclass
+class Facts:
+    """What health is judged from; None = not known (e.g. the engine is not running)."""
+
+    feed_up: bool
+    engine_up: bool
+    monitor_up: bool | None = None  # None: the monitor asks itself
+    breaker: int | None = None  # BREAKER code
+    fill_queue_ratio: float | None = None  # depth / capacity
+    fills_dropped: int | None = None
+    position_drift_btc: float | None = None
+    tick_p99_ns: float | None = None
+    feed_state: int | None = None  # FEED_STATE code
+    paused: bool | None = None
+    critical_alerts: tuple[str, ...] = ()
+
+
+def _label(codes, value) -> str:
+    v = int(value)
+    return codes[v] if 0 <= v < len(codes) else f"UNKNOWN({v})"
+
+
+def judge(f: Facts) -> tuple[str, list[str]]:
+    """(status, problems): the health rules above, for /health and bogctl alike."""
+    problems = [f"{name} is down" for name, up in
+                (("feed", f.feed_up), ("engine", f.engine_up), ("monitor", f.monitor_up))
+                if up is False]
+    if f.breaker is not None and f.breaker != BREAKER.CLOSED:
+        problems.append(f"circuit breaker {_label(BREAKER, f.breaker)}")
+    if f.fill_queue_ratio is not None and f.fill_queue_ratio >= FILL_QUEUE_MAX_RATIO:
+        problems.append(f"fill queue above {FILL_QUEUE_MAX_RATIO:.0%}")
+    if f.fills_dropped:
+        problems.append(f"{f.fills_dropped} fills dropped")
+    if f.position_drift_btc is not None and abs(f.position_drift_btc) >= POSITION_DRIFT_MAX_BTC:
+        problems.append(f"position drift {f.position_drift_btc:+.6f} BTC")
+    if f.tick_p99_ns is not None and f.tick_p99_ns > LATENCY_P99_MAX_NS:
+        problems.append(f"tick latency P99 {f.tick_p99_ns:.0f} ns > {LATENCY_P99_MAX_NS / 1000:g} us")
+    if f.feed_state is not None and f.feed_state != FEED_STATE.FRESH:
+        problems.append(f"feed {_label(FEED_STATE, f.feed_state)}")
+    if f.paused:
+        problems.append("trading paused")
+    if f.critical_alerts:
+        problems.append("critical alert firing: " + ", ".join(f.critical_alerts))
+    if not (f.feed_up and f.engine_up):
+        return DOWN, problems
+    return (DEGRADED if problems else HEALTHY), problems
 
 
 def health(state) -> tuple[int, dict]:
@@ -38,16 +92,13 @@ def health(state) -> tuple[int, dict]:
     ratio = (r.fill_depth / r.fill_capacity) if r.fill_depth is not None and r.fill_capacity \
         else None
     firing = state.alerts.firing()
-
-    down = not all(info.up for info in r.procs.values())
-    ok = (
-        (p99 is None or p99 < LATENCY_P99_MAX_NS)
-        and breaker == BREAKER.CLOSED
-        and ratio is not None and ratio < FILL_QUEUE_MAX_RATIO
-        and drift is not None and abs(drift) < POSITION_DRIFT_MAX_BTC
-        and not any(a.rule.severity == CRITICAL for a in firing)
-    )
-    status = DOWN if down else (HEALTHY if ok else DEGRADED)
+    status, problems = judge(Facts(
+        feed_up=r.procs["feed"].up, engine_up=r.procs["engine"].up,
+        breaker=None if breaker is None else int(breaker), fill_queue_ratio=ratio,
+        fills_dropped=w.gauge("engine", "fills_dropped_total"),
+        position_drift_btc=drift, tick_p99_ns=p99,
+        feed_state=w.gauge("engine", "feed_state"), paused=w.gauge("engine", "paused"),
+        critical_alerts=tuple(a.key for a in firing if a.rule.severity == CRITICAL)))
 
     procs = {p: info.to_json(r.wall_ns) for p, info in r.procs.items()}
     procs["monitor"] = {
@@ -61,6 +112,7 @@ def health(state) -> tuple[int, dict]:
     }
     doc = {
         "status": status,
+        "problems": problems,
         "tick_latency_p99_ns": None if p99 is None else int(round(p99)),
         "circuit_breaker": "UNKNOWN" if breaker is None or not 0 <= breaker < len(BREAKER_STATES)
         else BREAKER_STATES[int(breaker)],

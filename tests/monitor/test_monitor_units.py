@@ -365,8 +365,9 @@ def test_health_fields_and_rules(setup):
     o, st = setup
     code, doc = health(st)
     assert code == 200 and doc["status"] == "healthy"
-    assert list(doc) == ["status", "tick_latency_p99_ns", "circuit_breaker", "fill_queue_depth",
-                         "position_drift", "processes", "alerts"]
+    assert list(doc) == ["status", "problems", "tick_latency_p99_ns", "circuit_breaker",
+                         "fill_queue_depth", "position_drift", "processes", "alerts"]
+    assert doc["problems"] == []
     assert set(doc["processes"]) == {"feed", "engine", "monitor"}
     assert doc["alerts"] == []
     # the guide's rules, corrected: depth is a ratio, drift is compared by absolute value
@@ -412,3 +413,62 @@ def test_fast_exposition_equals_prometheus_client(setup):
     theirs = generate_latest(st.registry).decode()
     assert parsed(ours) == parsed(theirs)
     assert "bog_daily_pnl_usd NaN\n" in ours and "bog_spread_bps +Inf\n" in ours
+
+
+# -- one set of health rules for /health and bogctl status ----------------------------------------
+HEALTH_CASES = [
+    # (facts that differ from a healthy pipeline, the problem it must report)
+    ({"breaker": 1}, "circuit breaker HALF_OPEN"),
+    ({"fill_queue_ratio": 0.8}, "fill queue above 80%"),
+    ({"fills_dropped": 3}, "3 fills dropped"),
+    ({"position_drift_btc": -0.001}, "position drift -0.001000 BTC"),
+    ({"tick_p99_ns": 10_001.0}, "tick latency P99 10001 ns > 10 us"),
+    ({"feed_state": 1}, "feed STALE"),
+    ({"paused": True}, "trading paused"),
+    ({"critical_alerts": ("SlowTick",)}, "critical alert firing: SlowTick"),
+    ({"monitor_up": False}, "monitor is down"),
+]
+
+
+def _healthy_facts(**kw):
+    from bog.monitor.health import Facts
+
+    base = dict(feed_up=True, engine_up=True, monitor_up=True, breaker=0,
+                fill_queue_ratio=0.79, fills_dropped=0, position_drift_btc=0.00099,
+                tick_p99_ns=10_000.0, feed_state=0, paused=False, critical_alerts=())
+    base.update(kw)
+    return Facts(**base)
+
+
+def test_health_rules_at_their_thresholds():
+    from bog.monitor.health import judge
+
+    assert judge(_healthy_facts()) == ("healthy", [])  # every value just inside its limit
+    for kw, problem in HEALTH_CASES:
+        assert judge(_healthy_facts(**kw)) == ("degraded", [problem]), kw
+    assert judge(_healthy_facts(feed_up=False)) == ("down", ["feed is down"])
+    status, problems = judge(_healthy_facts(engine_up=False, breaker=None, feed_state=None,
+                                            fill_queue_ratio=None, paused=None))
+    assert (status, problems) == ("down", ["engine is down"])
+
+
+def test_bogctl_status_and_health_judge_alike(setup):
+    """The same shared memory, read by the monitor's /health and by bogctl status: the same
+    status and the same problems (bogctl adds only what the monitor cannot see: itself)."""
+    from bog.config import build_config
+    from bog.ctl.status import collect_status
+
+    o, st = setup
+    cfg = build_config({"monitor": {"port": 1}}, env={})  # no monitor there: bogctl says so
+    for change in ({}, {"paused": 1}, {"feed_state": 1}, {"circuit_breaker_state": 2},
+                   {"fills_dropped_total": 2}, {"position_drift_btc": 0.01}):
+        o.set(paused=0, feed_state=0, circuit_breaker_state=0, fills_dropped_total=0,
+              position_drift_btc=0.0)
+        o.set(**change)
+        Clock(st).step(0)
+        code, doc = health(st)
+        s = collect_status(o.instance, cfg, sample_s=0)
+        assert s["problems"] == ["monitor is down"] + doc["problems"], (change, s, doc)
+        # a monitor that is down is itself a problem, so healthy becomes degraded for bogctl
+        assert s["status"] == {"healthy": "degraded"}.get(doc["status"], doc["status"]), change
+        assert code == (200 if doc["status"] == "healthy" else 503)
