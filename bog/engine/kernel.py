@@ -79,7 +79,7 @@ MB_STOP = 0  # nonzero: engine_run returns
 MB_POSITION = 1  # tracked position (fixed), published after each fill drain
 MB_PAUSED = 2  # 1 = paused by bogctl
 MB_RESET_SEQ = 3  # incremented per 'bogctl breaker reset'
-MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss)
+MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss, journal failure)
 MB_TRIP_REASON = 5
 MB_WORDS = 8
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
@@ -89,8 +89,9 @@ MB_WORDS = 8
 CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK, CAUSE_MANUAL = range(6)
 
 # Risk trips that latch the breaker open until 'bogctl breaker reset'
-TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = 0, 1, 2
-TRIP_NAMES = ("daily loss limit hit", "fills dropped", "position limit breached")
+TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH, TRIP_JOURNAL_FAILURE = 0, 1, 2, 3
+TRIP_NAMES = ("daily loss limit hit", "fills dropped", "position limit breached",
+              "journal write failed")
 
 ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
 IDLE_SPIN_NS = 1_000_000  # with idle back-off on: keep spinning this long after a tick

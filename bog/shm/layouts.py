@@ -162,6 +162,9 @@ RISK_REASONS = ("position_limit", "order_size", "price_distance", "rate_limit", 
 (RISK_POSITION, RISK_SIZE, RISK_DISTANCE, RISK_RATE, RISK_MAX_ORDERS, RISK_DAILY_LOSS,
  RISK_BREAKER, RISK_PAUSED) = range(len(RISK_REASONS))
 
+JOURNAL_OPS = ("write", "rotate")  # journal_errors_total{op}
+JOURNAL_WRITE, JOURNAL_ROTATE = range(len(JOURNAL_OPS))
+
 BREAKER_STATES = ("CLOSED", "HALF_OPEN", "OPEN")
 FEED_STATES = ("FRESH", "STALE", "OFFLINE")
 
@@ -218,6 +221,9 @@ ENGINE_METRICS = np.dtype(
         ("unrealized_pnl_usd", "<f8"),
         ("position_drift_btc", "<f8"),
         ("position_corrections_total", "<u8"),
+        ("executor_position_btc", "<f8"),  # the executor's ledger, at the last reconciliation
+        ("journal_errors_total", "<u8", (len(JOURNAL_OPS),)),  # failed journal writes/rotations
+        ("journal_write_failing", "<i8"),  # 1 while journal writes fail (fills held in queue)
         ("sequence_gaps_total", "<u8"),
         ("sequence_gap_ticks_total", "<u8"),  # ticks missing in all gaps
         ("sequence_duplicates_total", "<u8"),
