@@ -365,3 +365,183 @@ def test_overflow_correction_matches_the_executor_ledger(pipeline_factory, queue
     assert replay_position(pl.journal_path()) == ledger
     assert f"(+{cap} from the old fill queue" in pl.procs["engine"].output()
     assert pl.stop_all()["engine"] == 0
+
+
+# ---- item 2 with real processes: the journal on a small tmpfs that fills up ---------------
+def fills_in_journal(pl) -> list[int]:
+    return [f["fill_id"] for f in journal_fills(pl.journal_path())]
+
+
+def test_full_disk_halts_trading_keeps_fills_queued_and_loses_nothing(pipeline_factory):
+    pl = pipeline_factory(TRICKLE)
+    jp = pl.journal_path()
+    with small_tmpfs(pl.state_dir, "512k") as fs:
+        pl.start_all()
+        wait_for(lambda: len(fills_in_journal(pl)) >= 3, 30, what="fills journaled")
+        filler = fill_disk(fs)
+        wait_for(lambda: int(pl.metrics()["journal_write_failing"]) == 1, 30,
+                 what="a failed journal write")
+        wait_for(lambda: int(pl.metrics()["open_orders"]) == 0, 5, what="quotes cancelled")
+        m = pl.metrics()
+        assert int(m["circuit_breaker_state"]) == 2 and int(m["circuit_breaker_latched"]) == 1
+        placed = int(m["orders_placed_total"].sum())
+        time.sleep(1.0)  # (housekeeping retries 20 times meanwhile)
+        m = pl.metrics()
+        assert pl.procs["engine"].alive()
+        assert int(m["orders_placed_total"].sum()) == placed and int(m["open_orders"]) == 0
+        assert int(m["journal_errors_total"][JOURNAL_WRITE]) >= 2
+        # nothing is applied before it is journaled, and what is not journaled is queued
+        generated, received = int(m["fills_generated_total"]), int(m["fills_received_total"].sum())
+        assert int(m["fills_dropped_total"]) == 0
+        assert queue_depth(pl) == generated - received
+        ids = fills_in_journal(pl)
+        assert ids == list(range(1, received + 1))
+        assert jp.read_bytes().endswith(b"\n") and recover(str(jp)).malformed == []
+        text = pl.log_text()
+        crit = [x for x in text.splitlines() if "CRITICAL journal write failed" in x]
+        assert len(crit) == 1 and str(jp) in crit[0] and "ENOSPC" in crit[0]
+        assert "Circuit breaker tripped by risk: journal write failed" in text
+        # no reset while the journal cannot be written
+        assert bogctl(pl, "breaker", "reset").returncode == 0
+        wait_for(lambda: "Circuit breaker reset by bogctl refused" in pl.log_text(), 5,
+                 what="reset refused")
+        time.sleep(0.2)
+        assert int(pl.metrics()["circuit_breaker_latched"]) == 1
+
+        # room again: the queued fills are journaled in order, the breaker stays latched
+        filler.unlink()
+        wait_for(lambda: int(pl.metrics()["journal_write_failing"]) == 0, 10,
+                 what="journal writable again")
+        m = pl.metrics()
+        assert queue_depth(pl) == 0 and int(m["circuit_breaker_latched"]) == 1
+        assert fills_in_journal(pl) == list(range(1, generated + 1))
+        assert replay_position(jp) == round(m["position_btc"] * FIXED)
+        assert "journal writable again" in pl.log_text()
+        assert bogctl(pl, "breaker", "reset").returncode == 0
+        wait_for(lambda: int(pl.metrics()["open_orders"]) > 0, 10, what="quoting again")
+
+        # full again, then kill -9: the restart (with room) journals each fill exactly once
+        filler = fill_disk(fs)
+        wait_for(lambda: int(pl.metrics()["journal_write_failing"]) == 1, 30,
+                 what="a failed journal write")
+        wait_for(lambda: int(pl.metrics()["open_orders"]) == 0, 5, what="quotes cancelled")
+        pl.procs["feed"].stop()
+        time.sleep(0.2)
+        m = pl.metrics()
+        generated = int(m["fills_generated_total"])
+        truth = round(m["position_btc"] * FIXED) + sum(s * q for _, s, q in queued_fills(pl))
+        pl.procs["engine"].stop(signal.SIGKILL)
+        filler.unlink()
+        pl.start("engine")
+        assert fills_in_journal(pl) == list(range(1, generated + 1))
+        assert round(pl.metrics()["position_btc"] * FIXED) == truth == replay_position(jp)
+        assert pl.stop_all()["engine"] == 0
+        assert list_segments(pl.instance) == []
+
+
+def test_restart_on_a_full_disk_never_quotes_and_keeps_the_old_queue(pipeline_factory):
+    """Fills left in a dead engine's queue (never drained), a restart on a full disk: the
+    fills that do not fit stay in shared memory (carried into the new queue), the breaker is
+    latched before the first tick (no order at all), a clean stop on the full disk leaves the
+    queue for the next engine, a kill -9 too; with room again every fill is journaled once."""
+    pl = pipeline_factory(merge(TRICKLE, {"execution": {"fault_stop_fill_drain": True}}))
+    jp = pl.journal_path()
+    with small_tmpfs(pl.state_dir, "256k") as fs:
+        pl.start_all()
+        # >= 20 fills (~330 bytes each): more than the free end of the journal's last page
+        wait_for(lambda: int(pl.metrics()["fills_generated_total"]) >= 20, 30, what="20 fills")
+        pl.procs["feed"].stop()
+        time.sleep(0.2)
+        q = queued_fills(pl)
+        assert len(q) == int(pl.metrics()["fills_generated_total"]) >= 20
+        truth = sum(s * qty for _, s, qty in q)
+        pl.procs["engine"].stop(signal.SIGKILL)
+        filler = fill_disk(fs)
+        pl.config_path.write_text(pl.config_path.read_text().replace(
+            "fault_stop_fill_drain = true", "fault_stop_fill_drain = false"))
+        pl.start("feed")
+        pl.start("engine")
+        wait_for(lambda: int(pl.metrics()["journal_write_failing"]) == 1, 10, what="failing")
+        time.sleep(1.0)  # the feed runs: an engine that could quote would have by now
+        m = pl.metrics()
+        assert int(m["orders_placed_total"].sum()) == 0 and int(m["open_orders"]) == 0
+        assert int(m["circuit_breaker_state"]) == 2 and int(m["circuit_breaker_latched"]) == 1
+        journaled = fills_in_journal(pl)
+        carried = [fid for fid, _, _ in queued_fills(pl)]
+        assert carried and sorted(journaled + carried) == [fid for fid, _, _ in q]
+        assert "CRITICAL journal write failed (at start" in pl.log_text()
+
+        # a clean stop on the full disk: exit 0, no traceback, the queue left for the next
+        pl.procs["feed"].stop()
+        assert pl.procs["engine"].stop() == 0
+        assert list_segments(pl.instance) == [pl.names.fills]
+        out = pl.procs["engine"].output()
+        assert "Traceback" not in out and "left in shared memory" in out
+        # again on the full disk, and a kill -9
+        pl.start("engine")
+        wait_for(lambda: int(pl.metrics()["circuit_breaker_latched"]) == 1, 10, what="latched")
+        pl.procs["engine"].stop(signal.SIGKILL)
+
+        filler.unlink()
+        pl.start("engine")
+        ids = fills_in_journal(pl)
+        assert ids == [fid for fid, _, _ in q] == list(range(1, len(q) + 1))
+        m = pl.metrics()
+        assert round(m["position_btc"] * FIXED) == truth == replay_position(jp)
+        assert int(m["journal_write_failing"]) == 0 and queue_depth(pl) == 0
+        assert pl.stop_all()["engine"] == 0
+        assert list_segments(pl.instance) == []
+
+
+def test_start_on_a_full_disk_never_quotes(pipeline_factory):
+    """No fill to journal at start: the EngineStart record is the write that finds the full
+    disk, before the first tick."""
+    pl = pipeline_factory(TRICKLE)
+    with small_tmpfs(pl.state_dir, "256k") as fs:
+        pl.journal_path().parent.mkdir(mode=0o700)
+        filler = fill_disk(fs)
+        pl.start_all()
+        time.sleep(1.0)  # the feed runs: an engine that could quote would have by now
+        m = pl.metrics()
+        assert int(m["journal_write_failing"]) == 1 and int(m["circuit_breaker_latched"]) == 1
+        assert int(m["orders_placed_total"].sum()) == 0 and int(m["open_orders"]) == 0
+        assert "CRITICAL journal write failed (at start)" in pl.log_text()
+        filler.unlink()
+        wait_for(lambda: int(pl.metrics()["journal_write_failing"]) == 0, 10, what="writable")
+        assert [d["type"] for d in journal_docs(pl.journal_path())][:1] == ["EngineStart"]
+        assert int(pl.metrics()["circuit_breaker_latched"]) == 1  # until a reset
+        assert bogctl(pl, "breaker", "reset").returncode == 0
+        wait_for(lambda: int(pl.metrics()["open_orders"]) > 0, 10, what="quoting")
+
+
+def test_restart_after_a_torn_fill_line_journals_that_fill_once_from_the_queue(
+        pipeline_factory):
+    """A crash in the middle of writing a fill: its line is torn, the fill still in the dead
+    engine's queue. The restart cuts the torn line off (kept in a side file), journals the
+    fill from the queue once, and numbers new fills above every id seen."""
+    pl = pipeline_factory(merge(TRICKLE, {"execution": {"fault_stop_fill_drain": True}}))
+    jp = pl.journal_path()
+    pl.start_all()
+    wait_for(lambda: int(pl.metrics()["fills_generated_total"]) >= 3, 30, what="3 fills")
+    pl.procs["feed"].stop()
+    time.sleep(0.2)
+    q = queued_fills(pl)
+    pl.procs["engine"].stop(signal.SIGKILL)
+    torn = (b'{"type":"Fill","ts_ms":1,"ts_ns":1,"fill_id":%d,"order_id":1,"side":"b'
+            % q[0][0])
+    with open(jp, "ab") as f:
+        f.write(torn)
+    pl.config_path.write_text(pl.config_path.read_text().replace(
+        "fault_stop_fill_drain = true", "fault_stop_fill_drain = false"))
+    pl.start("engine")
+    assert fills_in_journal(pl) == [fid for fid, _, _ in q]
+    assert recover(str(jp)).malformed == []
+    sides = list(jp.parent.glob("journal.jsonl.torn-*"))
+    assert len(sides) == 1 and sides[0].read_bytes() == torn
+    out = pl.procs["engine"].output()
+    assert "torn last line" in out and f"fill id in it: {q[0][0]}" in out
+    assert round(pl.metrics()["position_btc"] * FIXED) == sum(s * x for _, s, x in q)
+    pl.start("feed")
+    wait_for(lambda: len(fills_in_journal(pl)) > len(q), 30, what="a new fill")
+    ids = fills_in_journal(pl)
+    assert len(set(ids)) == len(ids) and min(ids[len(q):]) > max(fid for fid, _, _ in q)
