@@ -11,9 +11,17 @@ Two threads, so the hot path never waits for Python:
   structures: the fill queue (shm), the event buffer and the mailbox.
 
 Lifecycle: ``startup`` (rebuild position and PnL from the journal, including fills a crashed
-engine left in its fill queue; create the fill queue, metrics and control blocks; compile the
-kernel; attach the ticks ring; start the hot thread) -> ``main_loop`` -> ``shutdown`` (stop the
-hot thread, cancel quotes, drain, close, unlink).
+engine left in its fill queue; create the fill queue, metrics and control blocks; write an
+``EngineStart`` record; compile the kernel; attach the ticks ring; start the hot thread) ->
+``main_loop`` -> ``shutdown`` (stop the hot thread, cancel quotes, drain, close, unlink; never
+raises).
+
+Nothing reaches position tracking before the journal has it, and a fill leaves the fill queue
+only once its journal line is completely written. When the journal cannot be written (full
+disk, I/O error) the engine does not exit: it latches the breaker (risk trip "journal write
+failed": quotes cancelled, none placed), logs "CRITICAL journal write failed", keeps the fills
+in the queue, retries every housekeeping pass, journals them in order once it can, and refuses
+``bogctl breaker reset`` until then (see ``_journal_failed``).
 """
 
 from __future__ import annotations
@@ -99,7 +107,7 @@ class EngineService(Service):
         self.state = K.make_state()
         self.buf = K.Buffers()
         self.quote = np.zeros(2, np.int64)
-        self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
+        self.fill_out = np.zeros((256, FILL_WORDS), np.int64)  # drain batch (loops until empty)
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._say_levels: dict[str, int] = {}
         self._loss_tripped = False  # daily loss trip requested (until reset or a new day)
