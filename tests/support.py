@@ -69,7 +69,8 @@ class Proc:
         return code
 
     def output(self) -> str:
-        self.logf.flush()
+        if not self.logf.closed:  # (closed once the process was stopped)
+            self.logf.flush()
         return Path(self.log_path).read_text(errors="replace")
 
 

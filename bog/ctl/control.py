@@ -122,6 +122,11 @@ def cmd_control(args, cfg) -> int:
             msg = "paused: quotes cancelled" if want else "resumed: quoting again"
         deadline = time.monotonic() + args.timeout
         while not done():
+            if args.cmd == "breaker" and int(c["breaker_reset_refused"]) >= want:
+                raise CtlError(
+                    f"bogctl {_verb(args)}: refused by the engine (pid {pid}): journal writes "
+                    "are failing, so it must not trade; free the journal's disk, then reset "
+                    "again ('bogctl logs -p err' says why)", EXIT_DEGRADED)
             if not seg_mod.owner_alive(*_owner(seg)):
                 raise CtlError(f"bogctl {_verb(args)}: the engine (pid {pid}) exited before "
                                "applying the request; check 'bogctl logs -p err'", EXIT_NOT_RUNNING)

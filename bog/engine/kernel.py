@@ -81,7 +81,7 @@ MB_STOP = 0  # nonzero: engine_run returns
 MB_POSITION = 1  # tracked position (fixed), published after each fill drain
 MB_PAUSED = 2  # 1 = paused by bogctl
 MB_RESET_SEQ = 3  # incremented per 'bogctl breaker reset'
-MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss)
+MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss, journal failure)
 MB_TRIP_REASON = 5
 MB_WORDS = 8
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
@@ -93,8 +93,8 @@ MB_WORDS = 8
                   BREAKER_CAUSE.HALF_OPEN_FAIL, BREAKER_CAUSE.RISK, BREAKER_CAUSE.MANUAL)
 
 # Risk trips that latch the breaker open until 'bogctl breaker reset'
-TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH = (
-    TRIP.DAILY_LOSS, TRIP.FILLS_DROPPED, TRIP.POSITION_BREACH)
+TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH, TRIP_JOURNAL_FAILURE = (
+    TRIP.DAILY_LOSS, TRIP.FILLS_DROPPED, TRIP.POSITION_BREACH, TRIP.JOURNAL_FAILURE)
 TRIP_NAMES = TRIP
 
 ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2

@@ -11,9 +11,17 @@ Two threads, so the hot path never waits for Python:
   structures: the fill queue (shm), the event buffer and the mailbox.
 
 Lifecycle: ``startup`` (rebuild position and PnL from the journal, including fills a crashed
-engine left in its fill queue; create the fill queue, metrics and control blocks; compile the
-kernel; attach the ticks ring; start the hot thread) -> ``main_loop`` -> ``shutdown`` (stop the
-hot thread, cancel quotes, drain, close, unlink).
+engine left in its fill queue; create the fill queue, metrics and control blocks; write an
+``EngineStart`` record; compile the kernel; attach the ticks ring; start the hot thread) ->
+``main_loop`` -> ``shutdown`` (stop the hot thread, cancel quotes, drain, close, unlink; never
+raises).
+
+Nothing reaches position tracking before the journal has it, and a fill leaves the fill queue
+only once its journal line is completely written. When the journal cannot be written (full
+disk, I/O error) the engine does not exit: it latches the breaker (risk trip "journal write
+failed": quotes cancelled, none placed), logs "CRITICAL journal write failed", keeps the fills
+in the queue, retries every housekeeping pass, journals them in order once it can, and refuses
+``bogctl breaker reset`` until then (see ``_journal_failed``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import time
 import numpy as np
 
 from bog.engine import kernel as K
-from bog.engine.journal import Journal, recover
+from bog.engine.journal import Journal, JournalWriteError, recover
 from bog.engine.pause import PauseFlag
 from bog.engine.position import PositionTracker, utc_day
 from bog.log import RateLimiter
@@ -41,6 +49,8 @@ from bog.shm.layouts import (
     FILL,
     FILL_WORDS,
     FIXED,
+    JOURNAL_ROTATE,
+    JOURNAL_WRITE,
     KIND_CONTROL,
     REJECT_REASONS,
     RING_CAPACITY,
@@ -49,7 +59,15 @@ from bog.shm.layouts import (
     VOLUME_USD_EDGES,
 )
 from bog.shm.metrics import ENGINE, MetricsBlock
-from bog.shm.ring import FillQueue, TicksRing, fills_commit, fills_peek_into
+from bog.shm.ring import (
+    FillQueue,
+    TicksRing,
+    fills_commit,
+    fills_max_id,
+    fills_peek_into,
+    fills_pending_position,
+    fills_push,
+)
 
 log = logging.getLogger("bog.engine")
 
@@ -89,7 +107,7 @@ class EngineService(Service):
         self.state = K.make_state()
         self.buf = K.Buffers()
         self.quote = np.zeros(2, np.int64)
-        self.fill_out = np.zeros((256, FILL_WORDS), np.int64)
+        self.fill_out = np.zeros((256, FILL_WORDS), np.int64)  # drain batch (loops until empty)
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._say_levels: dict[str, int] = {}
         self._loss_tripped = False  # daily loss trip requested (until reset or a new day)
@@ -101,13 +119,25 @@ class EngineService(Service):
         self._hot_error: BaseException | None = None
         self._hot_pinned = threading.Event()
         self._last_drift = 0
+        self._journal_error: str | None = None  # set while journal writes fail
+        self._journal_failed_at = 0.0
 
         # The metrics block first: it is how a live engine is detected (create() refuses).
         self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
-        self.tracker = self._recover()
-        if self.journal.size() > cfg.execution.journal_rotate_mb * 1e6:
-            self._rotate_journal("larger than journal_rotate_mb")
-        self.fills = FillQueue.create(self.names.fills, cfg.execution.fill_queue_size)
+        self.tracker, carried = self._recover()
+        # The new fill queue replaces the dead engine's. Fills of the old queue the journal
+        # could not take now (full disk) are carried over into the new one, first in line:
+        # they stay in shared memory, and are journaled as soon as the journal is writable.
+        cap = cfg.execution.fill_queue_size
+        if len(carried) > cap:
+            log.warning("fill queue enlarged from %d to %d to carry over the %d unjournaled "
+                        "fills of the old queue", cap, len(carried), len(carried))
+            cap = len(carried)
+        self.fills = FillQueue.create(self.names.fills, cap)
+        carried_pos = 0
+        for r in carried:
+            fills_push(self.fills.ctrl, self.fills.words, np.ascontiguousarray(r).view(np.int64))
+            carried_pos += int(r["side"]) * int(r["qty"])
         ctl = seg_mod.create(self.names.control, KIND_CONTROL, CONTROL.itemsize)
         self.control = ctl
         self.ctl = ctl.view(CONTROL)
@@ -115,13 +145,14 @@ class EngineService(Service):
 
         st = self.state[0]
         st["position_fixed"] = self.tracker.position_fixed
-        st["ledger_fixed"] = self.tracker.position_fixed
+        # the executor's ledger: tracked position plus the fills still queued
+        st["ledger_fixed"] = self.tracker.position_fixed + carried_pos
         self.mb[K.MB_POSITION] = self.tracker.position_fixed
         m = self.metrics.m[0]
         m["pid"] = os.getpid()
         m["start_ns"] = self.started_ns
         m["core"] = -1
-        m["fill_queue_capacity"] = cfg.execution.fill_queue_size
+        m["fill_queue_capacity"] = cap
         m["max_position_btc"] = cfg.risk.max_position_btc
         m["max_daily_loss_usd"] = cfg.risk.max_daily_loss_usd
         self._publish_position()
@@ -131,6 +162,15 @@ class EngineService(Service):
                          self.tracker.daily_pnl, cfg.risk.max_daily_loss_usd)
             self._loss_tripped = True
             self._request_trip(K.TRIP_DAILY_LOSS)
+        # Written before the kernel first runs: with an unwritable journal the breaker is
+        # latched before the first tick, so the engine never quotes (see _journal_failed).
+        if self._journal_error is None:
+            self._journal_write(lambda: self.journal.engine_start(
+                time.time_ns(), os.getpid(), self._last_fill_id, int(st["next_fill_id"])),
+                "at start")
+        if (self._journal_error is None
+                and self.journal.size() > cfg.execution.journal_rotate_mb * 1e6):
+            self._rotate_journal("larger than journal_rotate_mb")
 
         self.ring = _NoFeed()
         self.feed_epoch = 0
@@ -184,45 +224,66 @@ class EngineService(Service):
     def _unpark_hot(self) -> None:
         self.mb[K.MB_STOP] = 0
 
-    def _recover(self) -> PositionTracker:
-        """Rebuild position/PnL from the journal plus fills stranded in a dead engine's queue."""
+    def _recover(self) -> tuple[PositionTracker, list]:
+        """Rebuild position/PnL from the journal plus fills stranded in a dead engine's queue.
+
+        The journal is repaired first (``recover(repair=True)``: a torn last line is moved to a
+        side file and cut off). Stranded fills (ids above the last journaled one) are then
+        journaled and applied in order; those the journal cannot take (full disk) are returned,
+        to be carried over into the new fill queue. The next fill id is above every id seen:
+        the journal's (torn and malformed lines included) and every slot of the old queue.
+        """
         path = journal_path(self.cfg, self.instance)
-        rec = recover(path)
-        stranded = self._stranded_fills(rec.last_fill_id)
+        rec = recover(path, repair=True)
         self.journal = Journal(path)
-        for f in stranded:
-            self._journal_and_apply(rec.tracker, f)
-            rec.last_fill_id = int(f["fill_id"])
+        if rec.missing_newline:
+            self.journal.start_new_line()
+        stranded, old_max_id = self._stranded_fills(rec.last_fill_id)
+        self._last_fill_id = rec.last_fill_id
+        carried: list = []
+        for i, f in enumerate(stranded):
             rec.last_order_id = max(rec.last_order_id, int(f["order_id"]))
+            if carried or self._journal_error is not None:
+                carried.append(f)
+                continue
+            if not self._journal_write(lambda f=f: self._journal_and_apply(rec.tracker, f),
+                                       "at start, journaling the old fill queue"):
+                carried.append(f)
         st = self.state[0]
         st["next_order_id"] = rec.last_order_id + 1
-        st["next_fill_id"] = rec.last_fill_id + 1
-        self._last_fill_id = rec.last_fill_id
+        st["next_fill_id"] = max(rec.max_fill_id, old_max_id, self._last_fill_id) + 1
         t = rec.tracker
         if rec.fills or stranded:
-            log.info("recovered from journal %s: %d fills (+%d from the old fill queue), "
+            log.info("recovered from journal %s: %d fills (+%d from the old fill queue%s), "
                      "position %.9f BTC, entry %.2f, realized PnL %.2f USD, daily PnL %.2f USD",
-                     path, rec.fills, len(stranded), t.position, t.entry_price,
-                     t.realized_pnl, t.daily_pnl)
+                     path, rec.fills, len(stranded) - len(carried),
+                     f", {len(carried)} more carried over unjournaled" if carried else "",
+                     t.position, t.entry_price, t.realized_pnl, t.daily_pnl)
         if rec.malformed:
             log.error("journal %s: %d malformed lines skipped (lines %s)", path,
                       len(rec.malformed), ", ".join(map(str, rec.malformed[:10])))
-        return t
+        if rec.torn_fill_id and not any(int(f["fill_id"]) == rec.torn_fill_id for f in stranded):
+            log.error("journal %s: the torn last line was fill %d, which is not in the old fill "
+                      "queue: it is lost to position tracking until reconciled (bytes kept in "
+                      "%s)", path, rec.torn_fill_id, rec.torn_saved or "the log")
+        return t, carried
 
-    def _stranded_fills(self, last_fill_id: int) -> list:
-        """Fills a crashed engine produced but never journaled (still in its shm queue)."""
+    def _stranded_fills(self, last_fill_id: int) -> tuple[list, int]:
+        """Fills a crashed engine produced but never journaled (still in its shm queue), and
+        the highest fill id anywhere in that queue."""
         try:
             old = FillQueue.attach(self.names.fills)
         except seg_mod.SegmentError:
-            return []
+            return [], 0
         try:
             h = old.segment.header[0]
             if seg_mod.owner_alive(int(h["owner_pid"]), int(h["owner_start_ticks"])):
-                return []
+                return [], 0
             out = np.zeros((old.capacity, FILL_WORDS), np.int64)
             n = fills_peek_into(old.ctrl, old.words, out)
             recs = out[:n].copy().view(FILL).reshape(-1)
-            return [r for r in recs if int(r["fill_id"]) > last_fill_id]
+            max_id = int(fills_max_id(old.ctrl, old.words))
+            return [r for r in recs if int(r["fill_id"]) > last_fill_id], max_id
         finally:
             old.close(unlink=False)
 
@@ -233,8 +294,8 @@ class EngineService(Service):
         stop_drain = self.cfg.execution.fault_stop_fill_drain
         while not self.should_exit:
             time.sleep(DRAIN_PERIOD_S)
-            if not stop_drain:
-                self.drain_fills()
+            if not stop_drain and self._journal_error is None:
+                self.drain_fills()  # while the journal fails, housekeeping retries
             self.drain_events()
             now = time.time_ns()
             if now >= next_hk:
@@ -252,22 +313,30 @@ class EngineService(Service):
 
     # -- fills ------------------------------------------------------------------------------
     def drain_fills(self) -> int:
-        """Journal then apply every queued fill; consume them only once journaled."""
+        """Journal then apply every queued fill, in order; each leaves the queue only once its
+        journal line is completely written. On a journal failure the fill (and every one
+        after it) stays in the queue and ``_journal_failed`` halts trading."""
         total = 0
+        ctrl, words = self.fills.ctrl, self.fills.words
+        limit = -self.cfg.risk.max_daily_loss_usd
         while True:
-            n = fills_peek_into(self.fills.ctrl, self.fills.words, self.fill_out)
+            n = fills_peek_into(ctrl, words, self.fill_out)
             if n == 0:
                 break
             recs = self.fill_out[:n].view(FILL).reshape(-1)
-            limit = -self.cfg.risk.max_daily_loss_usd
             for r in recs:
-                self._journal_and_apply(self.tracker, r)
+                if not self._journal_write(lambda r=r: self._journal_and_apply(self.tracker, r),
+                                           "draining the fill queue"):
+                    n = -1
+                    break
+                fills_commit(ctrl, 1)  # journaled: now it may leave the queue
+                total += 1
                 # the limit applies at every fill, not to the net of a batch
                 if self.tracker.daily_pnl <= limit and not self._loss_tripped:
                     self._loss_tripped = True
                     self._request_trip(K.TRIP_DAILY_LOSS)
-            fills_commit(self.fills.ctrl, n)
-            total += n
+            if n < 0:
+                break
         if total:
             self._publish_position()
         return total
@@ -277,6 +346,7 @@ class EngineService(Service):
         self.mb[K.MB_TRIP_SEQ] += 1  # after the reason: the kernel reads seq, then reason
 
     def _journal_and_apply(self, tracker: PositionTracker, r) -> None:
+        """Journal one fill (raises JournalWriteError, nothing applied) and apply it."""
         side, qty, price_fixed = int(r["side"]), int(r["qty"]), int(r["price"])
         fee_fixed, ts = int(r["fee_usd"]), int(r["ts_ns"])
         self.journal.fill(int(r["fill_id"]), int(r["order_id"]), side, price_fixed, qty,
@@ -289,6 +359,70 @@ class EngineService(Service):
             notional = price_fixed / FIXED * qty / FIXED
             m["volume_usd_bucket"][int(np.searchsorted(VOLUME_USD_EDGES, notional, "left"))] += 1
             m["volume_usd_sum"] += notional
+
+    # -- journal failures -------------------------------------------------------------------
+    def _journal_write(self, write, what: str) -> bool:
+        """Run one journal write; False (and ``_journal_failed``) if it did not complete."""
+        try:
+            write()
+        except JournalWriteError as e:
+            self._journal_failed(e, what)
+            return False
+        return True
+
+    def _journal_failed(self, e: JournalWriteError, what: str) -> None:
+        """A journal write did not complete (full disk, I/O error): stop trading, keep state.
+
+        Counted in ``bog_journal_errors_total{op="write"}``. The first failure of an episode
+        latches the breaker through the mailbox (risk trip "journal write failed": the kernel
+        cancels every quote and places none) and logs one CRITICAL line; later retries log
+        rate-limited ERROR lines. Nothing is lost: unwritten fills stay in the fill queue,
+        unwritten order events and corrections in the journal's pending list, and
+        housekeeping retries every pass (``_retry_journal``). The process does not exit.
+        """
+        m = self.metrics.m[0]
+        m["journal_errors_total"][JOURNAL_WRITE] += 1
+        m["journal_write_failing"] = 1
+        queued = self.fills.depth if self.fills is not None else 0
+        if self._journal_error is None:
+            self._journal_error = str(e)
+            self._journal_failed_at = time.monotonic()
+            self._request_trip(K.TRIP_JOURNAL_FAILURE)
+            log.critical("CRITICAL journal write failed (%s): %s (errno %d). Trading halted: "
+                         "breaker latched, quotes cancelled; %d fills wait in the fill queue "
+                         "and %d events in memory, nothing is applied before it is journaled; "
+                         "retrying every housekeeping pass", what, e, e.errno, queued,
+                         self.journal.pending)
+            return
+        self._journal_error = str(e)
+        if int(m["circuit_breaker_latched"]) == 0:
+            self._request_trip(K.TRIP_JOURNAL_FAILURE)  # keep it latched (a reset slipped by)
+        self._say("journal", logging.ERROR, "journal write still failing for %.0f s: %s "
+                  "(%d fills waiting in the fill queue)",
+                  time.monotonic() - self._journal_failed_at, e, queued)
+
+    def _flush_journal(self) -> bool:
+        """Write pending order events (not while failing: housekeeping retries)."""
+        if self._journal_error is not None:
+            return False
+        return self._journal_write(self.journal.flush, "writing order events")
+
+    def _retry_journal(self) -> None:
+        """Housekeeping while the journal fails: flush events, drain fills, in that order."""
+        errors = self.metrics.m[0]["journal_errors_total"]
+        before = int(errors[JOURNAL_WRITE])
+        if not self._journal_write(self.journal.flush, "retrying"):
+            return
+        n = 0
+        if not self.cfg.execution.fault_stop_fill_drain:
+            n = self.drain_fills()
+            if int(errors[JOURNAL_WRITE]) != before:
+                return  # failed again (counted and logged by _journal_failed)
+        self._journal_error = None
+        self.metrics.m[0]["journal_write_failing"] = 0
+        log.warning("journal writable again after %.1f s (%s): %d queued fills journaled in "
+                    "order; the breaker stays latched until 'bogctl breaker reset'",
+                    time.monotonic() - self._journal_failed_at, self.journal.path, n)
 
     def _publish_position(self) -> None:
         t = self.tracker
@@ -314,7 +448,7 @@ class EngineService(Service):
         for i in range(tail, head):
             self._handle_event(rows[i % cap])
         ev[K.EVC_TAIL] = head  # hands the slots back to the kernel
-        self.journal.flush()  # order events reach the file within a millisecond too
+        self._flush_journal()  # order events reach the file within a millisecond too
 
     def _say(self, key: str, level: int, msg: str, *args) -> None:
         self._say_levels[key] = level  # the summary of suppressed lines keeps their level
@@ -385,6 +519,8 @@ class EngineService(Service):
         m = self.metrics.m[0]
         m["heartbeat_ns"] = now
         self.watchdog()
+        if self._journal_error is not None:
+            self._retry_journal()
         self._check_control()
         self.tracker.roll_day(now)  # (a fill after midnight may already have rolled it)
         if utc_day(now) != self._day:
@@ -400,18 +536,29 @@ class EngineService(Service):
             self._last_reconcile = time.monotonic()
             self.reconcile()
         self._check_feed()
-        self.journal.flush()
+        self._flush_journal()
         for key, n in self.limiter.flush():
             log.log(self._say_levels.get(key, logging.WARNING),
                     "%s: suppressed %d similar lines in the last %.0f s", key, n,
                     self.limiter.period_s)
 
     def _rotate_journal(self, why: str) -> None:
-        """Archive the journal and continue from a checkpoint (keeps recovery fast)."""
+        """Archive the journal and continue from a checkpoint (keeps recovery fast).
+
+        A failed rotation is harmless (``Journal.rotate`` leaves the journal and its descriptor
+        as they were): counted in ``bog_journal_errors_total{op="rotate"}``, logged, and
+        the engine keeps journaling to the same file. Not attempted while writes fail."""
+        if self._journal_error is not None:
+            log.error("journal rotation (%s) skipped: journal writes are failing", why)
+            return
         try:
             archive = self.journal.rotate(self.tracker, self._last_fill_id,
                                           int(self.state[0]["next_order_id"]) - 1)
+        except JournalWriteError as e:  # pending events could not be written first
+            self._journal_failed(e, f"before rotating the journal ({why})")
+            return
         except OSError as e:  # keep journaling to the current file
+            self.metrics.m[0]["journal_errors_total"][JOURNAL_ROTATE] += 1
             log.error("journal rotation (%s) failed: %s; continuing in the same file", why, e)
             return
         log.info("journal rotated (%s): archived as %s; the new journal starts with a "
@@ -425,25 +572,32 @@ class EngineService(Service):
         """
         st = self.state[0]
         ledger = int(st["ledger_fixed"])
-        n = fills_peek_into(self.fills.ctrl, self.fills.words, self.fill_out)
-        q = self.fill_out[:n].view(FILL).reshape(-1)
-        pending = int((q["side"] * q["qty"]).sum()) if n else 0
+        # every queued fill, however deep the queue (no fixed-size copy)
+        pending, queued = fills_pending_position(self.fills.ctrl, self.fills.words)
+        pending = int(pending)
         drift = ledger - (self.tracker.position_fixed + pending)
         confirmed = drift != 0 and drift == self._last_drift
         self._last_drift = drift
-        self.metrics.m[0]["position_drift_btc"] = drift / FIXED
+        m = self.metrics.m[0]
+        m["position_drift_btc"] = drift / FIXED
+        m["executor_position_btc"] = ledger / FIXED
         if not confirmed:
             return
         self._last_drift = 0
         before = self.tracker.position_fixed
         self.tracker.correct(before + drift)
-        self.journal.correction(drift, self.tracker.position_fixed, time.time_ns(),
-                                "executor ledger differs from tracked position")
-        self.metrics.m[0]["position_corrections_total"] += 1
+        # journaled in order with the fills; kept pending (not lost) if the journal fails
+        written = self._journal_write(lambda: self.journal.correction(
+            drift, self.tracker.position_fixed, time.time_ns(),
+            "executor ledger differs from tracked position",
+            flush=self._journal_error is None), "writing a position correction")
+        m["position_corrections_total"] += 1
         self._publish_position()
         log.warning("Position correction: tracked %.9f BTC, executor ledger %.9f BTC "
-                    "(%.9f queued), corrected by %+.9f BTC", before / FIXED,
-                    ledger / FIXED, pending / FIXED, drift / FIXED)
+                    "(%.9f queued in %d fills), corrected by %+.9f BTC%s", before / FIXED,
+                    ledger / FIXED, pending / FIXED, int(queued), drift / FIXED,
+                    "" if written and self._journal_error is None
+                    else " (journal write pending)")
 
     def _start_paused_if_persisted(self) -> None:
         """A paused engine stays paused across restarts: the flag is in the state directory."""
@@ -462,9 +616,15 @@ class EngineService(Service):
         req = int(c["breaker_reset_requests"])
         if req != self._seen_reset:
             self._seen_reset = req
-            self._loss_tripped = False  # re-armed: the next fill beyond the limit trips again
-            self.mb[K.MB_RESET_SEQ] += 1  # the kernel closes the breaker and logs it
-            self._reset_pending = (int(self.mb[K.MB_RESET_SEQ]), req)
+            if self._journal_error is not None:
+                # quoting while fills cannot be journaled would trade blind: refused
+                log.error("Circuit breaker reset by bogctl refused: journal writes are failing "
+                          "(%s); free the journal's disk, then reset again", self._journal_error)
+                c["breaker_reset_refused"] = req
+            else:
+                self._loss_tripped = False  # re-armed: the next fill beyond the limit trips again
+                self.mb[K.MB_RESET_SEQ] += 1  # the kernel closes the breaker and logs it
+                self._reset_pending = (int(self.mb[K.MB_RESET_SEQ]), req)
         if self._reset_pending is not None and int(st["reset_seen"]) >= self._reset_pending[0]:
             c["breaker_reset_applied"] = self._reset_pending[1]
             self._reset_pending = None
@@ -532,27 +692,61 @@ class EngineService(Service):
 
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:
-        if self.hot is not None:
-            self._hot_stop = True
-            self.mb[K.MB_STOP] = 1
-            self.hot.join(10)
-        if self.metrics is not None and self.fills is not None:
-            n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
-                                    self.buf.events, time.time_ns())
-            if n:
-                log.info("cancelled %d resting orders on shutdown", n)
-            self.drain_fills()
-            self.drain_events()
-        if self.journal is not None:
-            self.journal.close()
+        """Stop the hot thread, cancel quotes, drain, close. Never raises: every step is
+        guarded, and the segments are always closed. If the final drain cannot journal every
+        fill (journal failing), the fill queue segment is left in place exactly as a crashed
+        engine leaves it, so the next engine journals those fills (nothing lost)."""
+        leftover = 0
+        try:
+            if self.hot is not None:
+                self._hot_stop = True
+                self.mb[K.MB_STOP] = 1
+                self.hot.join(10)
+            if self.metrics is not None and self.fills is not None:
+                n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
+                                        self.buf.events, time.time_ns())
+                if n:
+                    log.info("cancelled %d resting orders on shutdown", n)
+                if getattr(self, "_journal_error", None) is not None:
+                    self._retry_journal()  # one last try (flush, then drain)
+                else:
+                    self.drain_fills()
+                self.drain_events()
+                leftover = self.fills.depth
+        except Exception:
+            log.critical("bog-engine: error while draining at shutdown", exc_info=True)
+            leftover = self.fills.depth if getattr(self, "fills", None) is not None else 0
+        try:
+            if self.journal is not None:
+                pending = self.journal.pending
+                try:
+                    self.journal.close()
+                except (JournalWriteError, OSError) as e:
+                    log.critical("CRITICAL journal write failed at shutdown: %s; %d order/"
+                                 "correction events not journaled", e, pending)
+        except Exception:
+            log.critical("bog-engine: error closing the journal", exc_info=True)
+        if leftover:
+            log.critical("CRITICAL journal write failed: %d fills could not be journaled at "
+                         "shutdown; the fill queue %s is left in shared memory and the next "
+                         "engine journals them", leftover, self.names.fills)
+        try:
+            self._close_segments(keep_fills=leftover > 0)
+        except Exception:
+            log.critical("bog-engine: error closing shared memory", exc_info=True)
+
+    def _close_segments(self, keep_fills: bool) -> None:
         if self.metrics is not None:
             self.metrics.m[0]["running"] = 0
-        for h in ("fills", "metrics"):
-            obj = getattr(self, h, None)
-            if obj is not None:
-                obj.close()
+        if self.fills is not None and not keep_fills:
+            self.fills.close()
+        self.fills = None  # kept: left mapped and READY, like a crashed engine's queue
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if getattr(self, "control", None) is not None:
             self.ctl = None
             self.control.close()
+            self.control = None
         if getattr(self, "ring", None) is not None and self.ring.segment is not None:
             self.ring.close(unlink=False)

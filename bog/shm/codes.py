@@ -95,10 +95,14 @@ TRIP = Codes(
     DAILY_LOSS="daily loss limit hit",
     FILLS_DROPPED="fills dropped",
     POSITION_BREACH="position limit breached",
+    JOURNAL_FAILURE="journal write failed",
 )
 
 # feed fault injection kinds (label ``kind`` of bog_feed_faults_injected_total)
 FAULT = Codes(GAP="gap", STALL="stall", BAD_BOOK="bad_book", LATENCY="latency_spike")
+
+# journal operations that can fail (label ``op`` of bog_journal_errors_total)
+JOURNAL_OP = Codes(WRITE="write", ROTATE="rotate")
 
 # fill liquidity (fill record field; journal text)
 LIQUIDITY = Codes(MAKER="maker", TAKER="taker")

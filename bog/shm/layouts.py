@@ -15,6 +15,7 @@ from bog.shm.codes import (
     BREAKER,
     FAULT,
     FEED_STATE,
+    JOURNAL_OP,
     LIQUIDITY,
     REJECT,
     RISK,
@@ -125,7 +126,8 @@ CONTROL = np.dtype(
         ("pause_applied", "<i8"),  # engine: the pause state the kernel runs with (0/1)
         ("reconcile_applied", "<i8"),  # engine: last reconcile_requests done
         ("pause_persisted", "<i8"),  # engine: 1 while the pause flag is saved in its state dir
-        ("pad", "<i8", (9,)),
+        ("breaker_reset_refused", "<i8"),  # engine: last breaker_reset_requests refused
+        ("pad", "<i8", (8,)),
     ]
 )
 assert CONTROL.itemsize == 128
@@ -186,6 +188,9 @@ RISK_REASONS = RISK
  RISK_BREAKER, RISK_PAUSED) = (RISK.POSITION, RISK.SIZE, RISK.DISTANCE, RISK.RATE,
                                RISK.MAX_ORDERS, RISK.DAILY_LOSS, RISK.BREAKER, RISK.PAUSED)
 
+JOURNAL_OPS = JOURNAL_OP  # journal_errors_total{op}
+JOURNAL_WRITE, JOURNAL_ROTATE = JOURNAL_OP.WRITE, JOURNAL_OP.ROTATE
+
 BREAKER_STATES = BREAKER
 FEED_STATES = FEED_STATE
 
@@ -242,6 +247,9 @@ ENGINE_METRICS = np.dtype(
         ("unrealized_pnl_usd", "<f8"),
         ("position_drift_btc", "<f8"),
         ("position_corrections_total", "<u8"),
+        ("executor_position_btc", "<f8"),  # the executor's ledger, at the last reconciliation
+        ("journal_errors_total", "<u8", (len(JOURNAL_OPS),)),  # failed journal writes/rotations
+        ("journal_write_failing", "<i8"),  # 1 while journal writes fail (fills held in queue)
         ("sequence_gaps_total", "<u8"),
         ("sequence_gap_ticks_total", "<u8"),  # ticks missing in all gaps
         ("sequence_duplicates_total", "<u8"),

@@ -23,6 +23,7 @@ from bog.shm.layouts import (
     FEED_LATENCY_US_EDGES,
     FEED_METRICS,
     GAP_SIZE_EDGES,
+    JOURNAL_OPS,
     KIND_ENGINE_METRICS,
     KIND_FEED_METRICS,
     LATENCY_NS_EDGES,
@@ -148,6 +149,14 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "Position corrections by reconciliation"),
     _g("bog_position_drift_btc", ENGINE, "position_drift_btc",
        "Executor ledger minus tracked position at last reconciliation, BTC"),
+    _g("bog_executor_position_btc", ENGINE, "executor_position_btc",
+       "Executor's own position ledger at last reconciliation (includes queued and dropped "
+       "fills), BTC"),
+    _c("bog_journal_errors", ENGINE, "journal_errors_total",
+       "Journal failures: writes not completed (fills kept in the queue, breaker latched), "
+       "rotations that failed (journal kept as it was)", "op", JOURNAL_OPS),
+    _g("bog_journal_write_failing", ENGINE, "journal_write_failing",
+       "1 while journal writes fail: fills wait in the fill queue, trading halted"),
     _g("bog_open_orders", ENGINE, "open_orders", "Resting paper orders"),
     _c("bog_ticks", ENGINE, "ticks_total", "Snapshots read by the engine"),
     _c("bog_ticks_accepted", ENGINE, "ticks_accepted_total", "Snapshots that passed validation"),

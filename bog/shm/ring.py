@@ -113,6 +113,42 @@ def fills_peek_into(ctrl, words, out):
     return n
 
 
+_FILL_QTY = FILL.fields["qty"][1] // 8
+_FILL_SIDE = FILL.fields["side"][1] // 8
+_FILL_ID = FILL.fields["fill_id"][1] // 8
+
+
+@nb.njit(cache=True, nogil=True)
+def fills_pending_position(ctrl, words):
+    """Net position (sum of side * qty, fixed) and count of every queued fill, [tail, head).
+
+    No buffer and no size limit: reconciliation must count the whole queue, however large
+    (a fixed-size copy undercounts a queue deeper than the copy). Called by the consumer,
+    which is the only one moving the tail, so the slots read cannot be reused meanwhile."""
+    head = load_acquire(ctrl, RING_HEAD)
+    tail = ctrl[RING_TAIL]
+    cap = ctrl[RING_CAPACITY]
+    total = 0
+    for j in range(tail, head):
+        base = (j % cap) * FILL_WORDS
+        total += words[base + _FILL_SIDE] * words[base + _FILL_QTY]
+    return total, head - tail
+
+
+@nb.njit(cache=True, nogil=True)
+def fills_max_id(ctrl, words):
+    """Highest ``fill_id`` held anywhere in the queue's slots (consumed ones included): a
+    restarted engine numbers its fills above it, so no id is ever reused."""
+    cap = ctrl[RING_CAPACITY]
+    written = min(load_acquire(ctrl, RING_HEAD), cap)
+    best = 0
+    for j in range(written):
+        v = words[j * FILL_WORDS + _FILL_ID]
+        if v > best:
+            best = v
+    return best
+
+
 @nb.njit(cache=True, nogil=True)
 def fills_commit(ctrl, n):
     """Consume ``n`` fills (after ``fills_peek_into``)."""
