@@ -411,7 +411,8 @@ def test_full_disk_halts_trading_keeps_fills_queued_and_loses_nothing(pipeline_f
         r = bogctl(pl, "logs", "--pattern", "journal write failed", "-n", "3")  # the runbook's
         assert r.returncode == 0 and "ENOSPC" in r.stdout, r.stderr
         # no reset while the journal cannot be written
-        assert bogctl(pl, "breaker", "reset").returncode == 0
+        r = bogctl(pl, "breaker", "reset")
+        assert r.returncode == 1 and "refused by the engine" in r.stderr, (r.stdout, r.stderr)
         wait_for(lambda: "Circuit breaker reset by bogctl refused" in pl.log_text(), 5,
                  what="reset refused")
         time.sleep(0.2)
