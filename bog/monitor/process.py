@@ -141,16 +141,18 @@ class MonitorService(Service):
                 # fixed cadence; after a long stall skip missed samples instead of bursting
                 next_sample = max(next_sample + SAMPLE_PERIOD_S, now + SAMPLE_PERIOD_S / 2)
                 self.guard.flush_log()
+                for _, n in self.sampling_log.flush():
+                    log.error("monitor sampling failed: suppressed %d similar", n)
                 try:
                     self.state.sample()
                 except Exception as e:
-                    # e.g. EMFILE while attaching a segment: one line a minute, not a
-                    # traceback a second
+                    # e.g. EMFILE reading /proc while flooded with connections: one line a
+                    # minute, not one a second; a traceback only for what is not an OSError
                     ok, suppressed = self.sampling_log.allow("sampling")
                     if ok:
                         log.error("monitor sampling failed: %s: %s%s", type(e).__name__, e,
                                   f" (suppressed {suppressed} similar)" if suppressed else "",
-                                  exc_info=not suppressed)
+                                  exc_info=not isinstance(e, OSError))
             await asyncio.sleep(HOUSEKEEPING_S)
 
     def shutdown(self) -> None:
