@@ -318,7 +318,7 @@ _REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 def _load_main(port: int, n_idle: int, n_active: int, monitor_core: int, stop, ready,
                out) -> None:
-    """Load process: ``n_idle`` idle connections and ``n_active`` hammering clients until ``stop``."""
+    """Load process: ``n_idle`` idle connections, ``n_active`` hammering clients, until ``stop``."""
     import asyncio
 
     # the load must not delay the legitimate client in the bench process: it runs niced, and
@@ -438,7 +438,8 @@ def _monitor_counters(port: int) -> dict:
 
 
 def measure_health_under_load(seconds: float, workdir: str, config_path: str | None,
-                              n_idle: int = IDLE_CONNECTIONS, n_active: int = ACTIVE_CLIENTS) -> dict:
+                              n_idle: int = IDLE_CONNECTIONS,
+                              n_active: int = ACTIVE_CLIENTS) -> dict:
     import multiprocessing
     import socket
 
@@ -459,7 +460,8 @@ def measure_health_under_load(seconds: float, workdir: str, config_path: str | N
         phases.append({"phase": "no load", **_legit_client(port, seconds)})
         ctx = multiprocessing.get_context("spawn")
         stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
-        load = ctx.Process(target=_load_main, args=(port, n_idle, n_active, monitor_core, stop, ready, out),
+        load = ctx.Process(target=_load_main,
+                           args=(port, n_idle, n_active, monitor_core, stop, ready, out),
                            daemon=True)
         load.start()
         try:
