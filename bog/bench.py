@@ -8,7 +8,9 @@ processed and lost, and CPU per process from /proc. The highest rate with zero l
 sustained rate. Quantiles come from the shared-memory histograms (interpolated within a
 bucket; the bucket edges are in bog/shm/layouts.py), the max is exact.
 
-Nothing here is asserted: it prints what it measured.
+``--scrape`` measures the engine under /metrics scrape load; ``--health-under-load`` measures
+one client's /health latency while ~1,224 idle connections and 1,000 hammering clients press
+on the monitor (below). Nothing here is asserted: it prints what it measured.
 """
 
 from __future__ import annotations
@@ -216,6 +218,18 @@ def run_bench(cfg, args) -> int:
     results = []
     scrape = None
     try:
+        if getattr(args, "health_under_load", False):
+            if not args.json:
+                print("measuring /health under load ...", file=sys.stderr, flush=True)
+            report = {"machine": machine(),
+                      **measure_health_under_load(seconds, workdir, args.config),
+                      "method": "one feed+engine (200 ticks/s)+monitor; a load process holds "
+                                f"{IDLE_CONNECTIONS} idle connections (reopened when closed) and "
+                                f"runs {ACTIVE_CLIENTS} keep-alive clients sending /health back "
+                                "to back; one client in the bench process opens a fresh "
+                                "connection per /health every 50 ms and times each answer"}
+            print(json.dumps(report, indent=2) if args.json else format_health(report))
+            return 0
         if getattr(args, "scrape", False):
             if not args.json:
                 print(f"measuring scrape load at {SCRAPE_RATE} ticks/s, {seconds * 2:.0f} s per "
@@ -288,4 +302,215 @@ def format_report(r: dict) -> str:
     out += ["", f"highest sustained rate with zero loss: {r['sustained_zero_loss_ticks_per_s']:,} ticks/s",
             f"max tick (since engine start, last step): {r['steps'][-1]['tick_processing_ns']['max_since_start']} ns",
             f"method: {r['method']}"]
+    return "\n".join(out)
+
+
+# -- bog bench --health-under-load -------------------------------------------------------------
+# The monitor must stay usable for a legitimate client while local clients misbehave: ~1,224
+# connections held open without a request (reopened whenever the monitor closes one) and
+# 1,000 clients sending /health back to back on keep-alive connections. The load runs in its
+# own process (asyncio, raw sockets: a load generator must be cheaper than the server); the
+# legitimate client, in this process, opens a fresh connection per request (like curl or
+# Prometheus without keep-alive) every LEGIT_PERIOD_S and records the latency of each answer.
+IDLE_CONNECTIONS = 1_224
+ACTIVE_CLIENTS = 1_000
+LEGIT_PERIOD_S = 0.05
+_REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _load_main(port: int, n_idle: int, n_active: int, monitor_core: int, stop, ready,
+               out) -> None:
+    """Load process: ``n_idle`` idle connections, ``n_active`` hammering clients, until ``stop``."""
+    import asyncio
+
+    # the load must not delay the legitimate client in the bench process: it runs niced, and
+    # off the monitor's core when there is another (so it competes with the monitor only
+    # through the monitor's own work, as a remote client would)
+    os.nice(10)
+    cpus = os.sched_getaffinity(0) - {monitor_core}
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    counts = {"requests": 0, "errors": 0, "idle_reopened": 0, "idle_open": 0}
+
+    async def idle_one():
+        while not stop.is_set():
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                counts["errors"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            counts["idle_open"] += 1
+            try:
+                await r.read()  # never send anything; returns when the monitor closes it
+            except OSError:
+                pass
+            counts["idle_open"] -= 1
+            counts["idle_reopened"] += 1
+            w.close()
+            await asyncio.sleep(0.01)
+
+    async def active_one():
+        while not stop.is_set():
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                counts["errors"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                while not stop.is_set():
+                    w.write(_REQUEST)
+                    head = await r.readuntil(b"\r\n\r\n")
+                    n = 0
+                    for line in head.split(b"\r\n"):
+                        if line[:15].lower() == b"content-length:":
+                            n = int(line[15:])
+                    await r.readexactly(n)
+                    counts["requests"] += 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                counts["errors"] += 1
+            w.close()
+
+    async def main():
+        tasks = [asyncio.create_task(idle_one()) for _ in range(n_idle)]
+        t_idle = time.monotonic()
+        while counts["idle_open"] < n_idle * 0.9 and time.monotonic() - t_idle < 10:
+            await asyncio.sleep(0.05)
+        tasks += [asyncio.create_task(active_one()) for _ in range(n_active)]
+        ready.set()
+        t0, r0 = time.monotonic(), counts["requests"]
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        counts["requests_per_s"] = round((counts["requests"] - r0) / (time.monotonic() - t0))
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    out.put(counts)
+
+
+def _legit_client(port: int, seconds: float) -> dict:
+    """One well-behaved client: a fresh connection per GET /health every LEGIT_PERIOD_S."""
+    import http.client
+
+    lat, statuses, failures = [], {}, []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/health")
+            resp = c.getresponse()
+            body = resp.read()
+            c.close()
+            lat.append((time.perf_counter() - t0) * 1e3)
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            if b'"status"' not in body:
+                failures.append("no status in body")
+        except (OSError, http.client.HTTPException) as e:
+            failures.append(type(e).__name__)
+        time.sleep(max(0.0, LEGIT_PERIOD_S - (time.perf_counter() - t0)))
+    lat.sort()
+
+    def pct(q):
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+    return {"requests": len(lat), "failures": len(failures), "failure_kinds": sorted(set(failures)),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "latency_ms": {"p50": pct(0.5), "p99": pct(0.99),
+                           "max": round(lat[-1], 2) if lat else None}}
+
+
+def _monitor_counters(port: int) -> dict:
+    import re
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for m in re.finditer(r"^(bog_monitor_(?:connections\w*|max_connections|accept_errors_total))"
+                         r"(?:\{reason=\"(\w+)\"\})? (\S+)$", text, re.M):
+        out[m.group(1) + (f"{{{m.group(2)}}}" if m.group(2) else "")] = float(m.group(3))
+    return out
+
+
+def measure_health_under_load(seconds: float, workdir: str, config_path: str | None,
+                              n_idle: int = IDLE_CONNECTIONS,
+                              n_active: int = ACTIVE_CLIENTS) -> dict:
+    import multiprocessing
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    if config_path is None:  # the engine sleeps when idle: its core stays free for the clients
+        config_path = os.path.join(workdir, "bench-health.toml")
+        with open(config_path, "w") as f:
+            f.write("[process]\nengine_idle_sleep_us = 200.0\n")
+    run = _Run(200, workdir, config_path, monitor_port=port)
+    from bog.config import load_config
+
+    monitor_core = load_config(config_path).process.monitor_core
+    phases = []
+    try:
+        time.sleep(1.0)
+        phases.append({"phase": "no load", **_legit_client(port, seconds)})
+        ctx = multiprocessing.get_context("spawn")
+        stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
+        load = ctx.Process(target=_load_main,
+                           args=(port, n_idle, n_active, monitor_core, stop, ready, out),
+                           daemon=True)
+        load.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("bench: the load process did not start its clients")
+            time.sleep(1.0)
+            c0 = _monitor_counters(port)
+            cm0, t0 = _cpu_ticks(run.monitor.pid), time.monotonic()
+            legit = _legit_client(port, seconds * 2)
+            cm1, t1 = _cpu_ticks(run.monitor.pid), time.monotonic()
+            c1 = _monitor_counters(port)
+        finally:
+            stop.set()
+            try:
+                counts = out.get(timeout=30)
+            except Exception:  # queue.Empty
+                counts = {}
+            load.join(10)
+            if load.is_alive():
+                load.kill()
+        phases.append({"phase": f"{n_idle} idle + {n_active} hammering", **legit,
+                       "load": counts,
+                       # counters: increase during the load; gauges: value at its end
+                       "monitor_counters_delta": {k: c1[k] - c0.get(k, 0.0) if "_total" in k
+                                                  else c1[k] for k in c1},
+                       "monitor_cpu_percent": round(100 * (cm1 - cm0) / os.sysconf("SC_CLK_TCK")
+                                                    / (t1 - t0), 1)})
+        phases.append({"phase": "after the load", **_legit_client(port, seconds / 2)})
+    finally:
+        run.stop()
+    return {"phases": phases, "idle_connections": n_idle, "active_clients": n_active,
+            "legit_period_s": LEGIT_PERIOD_S}
+
+
+def format_health(r: dict) -> str:
+    m = r["machine"]
+    out = [f"bog bench --health-under-load on {m['cpu']} ({m['cpus']} CPUs)", "",
+           f"{'phase':<28} {'requests':>8} {'failed':>6}  /health ms P50/P99/max   statuses"
+           "      load req/s   monitor cpu"]
+    for p in r["phases"]:
+        lm = p["latency_ms"]
+        load = p.get("load", {}).get("requests_per_s", "-")
+        cpu = p.get("monitor_cpu_percent", "-")
+        out.append(f"{p['phase']:<28} {p['requests']:>8} {p['failures']:>6}  "
+                   f"{lm['p50']}/{lm['p99']}/{lm['max']:<14} {p['statuses']}   {load}   {cpu}%")
+    loaded = r["phases"][1]
+    out += ["", "monitor counters during the load (gauges: at its end): " + ", ".join(
+        f"{k}={v:g}" for k, v in sorted(loaded.get("monitor_counters_delta", {}).items())),
+        f"method: {r['method']}"]
     return "\n".join(out)

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter run (smoke test)")
     p.add_argument("--scrape", action="store_true",
                    help="measure the engine without and with /metrics scrape load (1/s, 100/s)")
+    p.add_argument("--health-under-load", action="store_true",
+                   help="measure one client's /health latency while ~1,224 idle connections are "
+                        "held open and 1,000 clients hammer /health")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)

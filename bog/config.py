@@ -147,6 +147,14 @@ class ProcessConfig:
 class MonitorConfig:
     host: str = opt("127.0.0.1", doc="listen address (loopback by default)")
     port: int = opt(9090, 0, 65535, doc="listen port (the guide's 9090)")
+    max_connections: int = opt(4096, 1, 1_000_000,
+                               doc="open HTTP connections at most (lowered to fit the process's "
+                                   "RLIMIT_NOFILE); at the cap the oldest idle one is closed")
+    header_timeout_s: float = opt(5.0, 0.1, 3600.0,
+                                  doc="a connection must send a complete request header within "
+                                      "this long of opening (or of its previous response)")
+    keepalive_timeout_s: float = opt(5.0, 0.1, 3600.0,
+                                     doc="an idle keep-alive connection is closed after this long")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
   syslog priority (``<3>`` ...) so ``journalctl -p err`` filters correctly; every line of a
   multi-line message (a traceback) carries it, so ``-p err`` shows the whole traceback.
 - Otherwise human-readable lines go to stderr and to ``<log_dir>/bog.log`` (rotated at 20 MB,
-  5 kept, 0600), which is where the guide's ``grep "Circuit breaker" logs/bog.log`` looks.
-  The feed, engine, monitor and supervisor all append to that one file; rotation is
-  coordinated through a lock file so no process keeps writing into a rotated-away file.
+  5 kept, every file 0600), which is where the guide's ``grep "Circuit breaker" logs/bog.log``
+  looks. The feed, engine, monitor and supervisor all append to that one file; rotation is
+  coordinated through a lock file (held open from the start, so it works without free
+  descriptors) and the file's real size, so the cap holds with several writers.
 - Every line carries instance, process and market. ``BOG_LOG_JSON=1`` switches to JSON lines
   (``ts``, ``level``, ``msg``, ``instance``, ``process``, ``market``, ``pid``, ``logger``).
 - ``RateLimiter`` collapses storms (gap storms) into one line plus "suppressed N similar".
@@ -87,31 +88,73 @@ def journald_stderr() -> bool:
 
 
 class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
-    """Append-only log file shared by several processes, rotated safely.
+    """Append-only log file shared by several processes, rotated safely, owner-only.
 
-    ``RotatingFileHandler`` in several processes loses lines: one process renames the file
-    and the others keep appending to the renamed one. Here every process reopens the file
-    when its inode changed (``WatchedFileHandler``), and rotation happens under an exclusive
-    ``flock`` on ``<file>.lock``, only if the file is still the one that grew past the limit.
+    ``RotatingFileHandler`` in several processes loses lines and overruns its cap: one process
+    renames the file and the others keep appending to the renamed one. Here every process
+    reopens the file when its inode changed (``WatchedFileHandler``), and rotation happens
+    under an exclusive ``flock`` on ``<file>.lock``, only if the file is still the one that
+    grew past the limit. The size checked is the file's real size (``fstat``), which counts
+    every process's lines, so a file exceeds ``max_bytes`` by at most one line per process.
+
+    The lock file is opened once, here: a process out of descriptors (EMFILE, e.g. a monitor
+    flooded with connections) is exactly the one logging a storm, and its rotation must not
+    need a new descriptor. Files are created 0600 (and an existing file or backup with a
+    wider mode is narrowed to 0600), whatever the process's umask. A line that cannot be
+    written (no descriptor, disk full) is counted, reported once on stderr, and the count
+    is written to the file as soon as it can be written again: never lost silently.
     """
 
     def __init__(self, filename: str, max_bytes: int = 20 << 20, backup_count: int = 5):
-        super().__init__(filename, mode="a", encoding="utf-8", delay=False)
         self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.lost_lines, self._lost_reason = 0, ""
+        super().__init__(filename, mode="a", encoding="utf-8", delay=False)
         self.lock_path = self.baseFilename + ".lock"
+        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        _owner_only(fd)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self.stream is not None and self.stream.tell() >= self.max_bytes:
+            msg = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            self.reopenIfNeeded()  # another process rotated the file
+            if self.stream is None:
+                self.stream = self._open()
+                self._statstream()
+            if os.fstat(self.stream.fileno()).st_size >= self.max_bytes:
                 self._rotate()
-        except OSError:
-            pass
-        super().emit(record)  # reopens if another process rotated the file
+                self.reopenIfNeeded()
+            if self.lost_lines:
+                self.stream.write(self._lost_line())
+                self.lost_lines = 0
+            self.stream.write(msg)
+            self.stream.flush()
+        except OSError as e:
+            self._lost(e)
+
+    def _lost(self, e: OSError) -> None:
+        if not self.lost_lines:
+            sys.stderr.write(f"bog: cannot write {self.baseFilename}: {e.strerror}; counting the "
+                             "lines not written\n")
+        self.lost_lines += 1
+        self._lost_reason = e.strerror or str(e)
+
+    def _lost_line(self) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        return (f"{ts}.000Z ERROR    bog-log[{os.getpid()}] {self.lost_lines} log lines not "
+                f"written to this file ({self._lost_reason})\n")
 
     def _rotate(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 st = os.stat(self.baseFilename)
             except FileNotFoundError:
@@ -122,9 +165,34 @@ class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
                 src, dst = f"{self.baseFilename}.{i}", f"{self.baseFilename}.{i + 1}"
                 if os.path.exists(src):
                     os.replace(src, dst)
+                    _chmod_owner_only(dst)
             os.replace(self.baseFilename, self.baseFilename + ".1")
+            _chmod_owner_only(self.baseFilename + ".1")
         finally:
-            os.close(fd)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def _owner_only(fd: int) -> None:
+    """Narrow an open log file to 0600 (a file left by an older version, or another umask)."""
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass  # not ours: leave it, the write still works or fails on its own
+
+
+def _chmod_owner_only(path: str) -> None:
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass
 
 
 class _JsonFormatter(logging.Formatter):

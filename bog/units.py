@@ -177,6 +177,12 @@ def _service(o: UnitOptions, process: str) -> str:
         L += ["# real-time: the engine's hot thread (only) switches itself to SCHED_FIFO; the",
               "# bog user has no CAP_SYS_NICE, the limit lets it go up to this priority",
               f"LimitRTPRIO={rt}"]
+    if process == "monitor":
+        from bog.monitor.connections import RESERVED_FDS
+
+        L += ["# descriptors: [monitor] max_connections HTTP connections plus what the monitor",
+              "# keeps for itself; the monitor sizes its cap from this limit when it is smaller",
+              f"LimitNOFILE={cfg.monitor.max_connections + RESERVED_FDS}"]
     L += [f"MemoryMax={MEMORY_MAX[process]}", "TasksMax=256"]
     L += ["", "# hardening (systemd-analyze security bog-*.service; docs/operations.md)",
           "NoNewPrivileges=yes",

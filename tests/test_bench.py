@@ -44,3 +44,23 @@ def test_bench_scrape_mode_reports_engine_latency_with_and_without_scrapes():
     for phase in (none, slow, burst):
         assert phase["ticks"] > 0 and phase["tick_processing_ns"]["p50"] > 0
     assert burst["monitor_cpu_percent"] > 0
+
+
+def test_bench_health_under_load_reports_latency_of_a_legitimate_client():
+    r = subprocess.run([sys.executable, "-m", "bog.cli", "bench", "--health-under-load", "--quick",
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["idle_connections"] == 1224 and rep["active_clients"] == 1000 and rep["method"]
+    quiet, loaded, after = rep["phases"]
+    for phase in (quiet, loaded, after):
+        assert phase["requests"] > 0 and sum(phase["statuses"].values()) == phase["requests"]
+        lat = phase["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert loaded["load"]["requests_per_s"] > 0  # the hammering clients were answered too
+    assert loaded["load"]["idle_open"] > 0
+    assert "bog_monitor_connections_accepted_total" in loaded["monitor_counters_delta"]
+    from bog.bench import format_health
+
+    out = format_health(rep)  # the human-readable report prints the same figures
+    assert f"{loaded['latency_ms']['p50']}/{loaded['latency_ms']['p99']}" in out

@@ -8,7 +8,7 @@ A process that is not running exports no series of its own (Prometheus marks the
 
 Besides the catalogue, the monitor exports what only it knows (names spelled here, once):
 per-process up/uptime/start time/restarts, the fill queue depth (read from the queue itself),
-the alerts it evaluates, and its own scrape cost.
+the alerts it evaluates, its own scrape cost and its HTTP connections (``ConnectionStats``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,15 @@ FILL_QUEUE_DEPTH = "bog_fill_queue_depth"
 ALERT_FIRING = "bog_alert_firing"
 ALERT_FIRINGS = "bog_alert_firings"
 SCRAPE_DURATION = "bog_monitor_scrape_duration_seconds"
+CONNECTIONS = "bog_monitor_connections"
+MAX_CONNECTIONS = "bog_monitor_max_connections"
+CONNECTIONS_ACCEPTED = "bog_monitor_connections_accepted"
+CONNECTIONS_CLOSED = "bog_monitor_connections_closed"
+ACCEPT_ERRORS = "bog_monitor_accept_errors"
 MONITOR_NAMES = (UP, UPTIME, START_TIME, RESTARTS + "_total", FILL_QUEUE_DEPTH, ALERT_FIRING,
-                 ALERT_FIRINGS + "_total", SCRAPE_DURATION)
+                 ALERT_FIRINGS + "_total", SCRAPE_DURATION, CONNECTIONS, MAX_CONNECTIONS,
+                 CONNECTIONS_ACCEPTED + "_total", CONNECTIONS_CLOSED + "_total",
+                 ACCEPT_ERRORS + "_total")
 
 
 def le_label(edge: float) -> str:
@@ -116,7 +123,28 @@ class BogCollector(Collector):
         yield count
         yield GaugeMetricFamily(SCRAPE_DURATION, "Time the previous scrape spent reading shared "
                                 "memory and building families", value=self.last_duration_s)
+        cs = getattr(st, "connections", None)
+        if cs is not None:
+            yield from _connection_families(cs)
         self.last_duration_s = time.perf_counter() - t0
+
+
+def _connection_families(cs):
+    yield GaugeMetricFamily(CONNECTIONS, "HTTP connections open to the monitor", value=cs.open)
+    yield GaugeMetricFamily(MAX_CONNECTIONS, "The monitor's connection cap ([monitor] "
+                            "max_connections, lowered to fit RLIMIT_NOFILE)",
+                            value=cs.max_connections)
+    yield CounterMetricFamily(CONNECTIONS_ACCEPTED, "HTTP connections the monitor accepted",
+                              value=cs.accepted_total)
+    closed = CounterMetricFamily(CONNECTIONS_CLOSED, "HTTP connections the monitor closed itself, "
+                                 "by reason (evicted_idle, refused, header_timeout, "
+                                 "keepalive_timeout)", labels=["reason"])
+    for reason, n in cs.closed_total.items():
+        closed.add_metric([reason], float(n))
+    yield closed
+    yield CounterMetricFamily(ACCEPT_ERRORS, "accept() failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): "
+                              "connections left waiting while the monitor is out of descriptors",
+                              value=cs.accept_errors_total)
 
 
 # -- exposition --------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ class MonitorProc:
     """``bog monitor`` for one instance on a free port, logs in ``tmp``."""
 
     def __init__(self, tmp: Path, instance: str, port: int | None = None, extra=(),
-                 config: str = ""):
+                 config: str = "", preexec_fn=None):
         self.instance = instance
         self.port = port or port_free()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -139,7 +139,8 @@ class MonitorProc:
         self.p = subprocess.Popen(
             [sys.executable, "-m", "bog.cli", "monitor", "--instance", instance,
              "--config", str(cfg), "--port", str(self.port), *extra],
-            env=env, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            env=env, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=preexec_fn)
 
     def wait_ready(self, timeout=30.0) -> "MonitorProc":
         def up():

@@ -225,3 +225,184 @@ def test_scrape_cost(owners, monitor):
           f"collector {inner * 1e3:.2f} ms")
     assert inner < 0.005
     assert lat[50] < 0.005
+
+
+# -- connections: cap, deadlines, fair dispatch, accept errors (issue 7) -----------------------
+def _metric(text: str, name: str, labels: str = "") -> float:
+    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    assert m, f"{name}{labels} not exported"
+    return float(m.group(1))
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the monitor closed (FIN or RST) a connection we never sent a full request on."""
+    sock.settimeout(0.01)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def _open_idle(port: int, n: int) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        out.append(s)
+    return out
+
+
+def _check_health(m) -> None:
+    r = m.get("/health")
+    doc = r.json()
+    assert (r.status_code, doc["status"]) in ((200, "healthy"), (503, "degraded"), (503, "down"))
+    return r.status_code, doc["status"]
+
+
+def test_idle_and_slow_header_connections_are_closed_and_counted(owners, monitor):
+    o = owners()
+    m = monitor(o.instance, config="[monitor]\nheader_timeout_s = 1.0\n")
+    idle = _open_idle(m.port, 60)
+    slow = socket.create_connection(("127.0.0.1", m.port), timeout=5)
+    assert m.get("/health").status_code == 200  # answered while they are open
+    # slow-loris: a byte of header every 0.2 s does not extend the deadline
+    t0 = time.monotonic()
+    closed_slow = False
+    for ch in b"GET /health HTTP/1.1\r\nHost: x\r\n":
+        try:
+            slow.send(bytes([ch]))
+        except OSError:
+            closed_slow = True
+            break
+        time.sleep(0.2)
+        if time.monotonic() - t0 > 4:
+            break
+    until(lambda: all(_closed_by_server(s) for s in idle), 10, what="idle connections closed")
+    assert closed_slow or _closed_by_server(slow)
+    assert time.monotonic() - t0 < 5
+    for s in idle + [slow]:
+        s.close()
+    text = m.get("/metrics").text
+    assert _metric(text, "bog_monitor_connections_closed_total", '{reason="header_timeout"}') >= 61
+    assert _metric(text, "bog_monitor_connections") <= 2
+    log = m.log()
+    lines = [x for x in log.splitlines() if "header timeout" in x]
+    assert 1 <= len(lines) <= 4, lines  # rate-limited: 3 per 10 s (+ a summary)
+    assert "Traceback" not in log + m.output()
+    until(lambda: "suppressed" in m.log(), 15, what="'suppressed N similar' summary")
+
+
+def test_connection_cap_evicts_the_oldest_idle_and_health_still_answers(owners, monitor):
+    o = owners()
+    m = monitor(o.instance, config="[monitor]\nmax_connections = 20\nheader_timeout_s = 60\n")
+    first = _open_idle(m.port, 10)
+    time.sleep(0.2)
+    later = _open_idle(m.port, 20)  # 30 > 20: the 10 oldest idle ones make room
+    until(lambda: all(_closed_by_server(s) for s in first), 10, what="oldest idle evicted")
+    assert not any(_closed_by_server(s) for s in later[-10:])
+    assert _check_health(m) == (200, "healthy")  # a newcomer at the cap is served
+    text = m.get("/metrics").text
+    assert _metric(text, "bog_monitor_max_connections") == 20
+    assert _metric(text, "bog_monitor_connections_closed_total", '{reason="evicted_idle"}') >= 11
+    assert _metric(text, "bog_monitor_connections") <= 20
+    for s in first + later:
+        s.close()
+    assert "oldest idle connection closed for a new one" in m.log()
+
+
+def test_health_answers_correctly_while_hammered_and_idle_connections_are_open(owners, monitor):
+    """Hundreds of idle connections and 200 clients sending /health back to back (a separate
+    process): every request of a well-behaved client is answered, with the right status."""
+    o = owners()
+    m = monitor(o.instance)
+    load = subprocess.Popen(
+        [sys.executable, "-c", HAMMER, str(m.port), "300", "200", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: int(_metric(m.get("/metrics").text, "bog_monitor_connections")) >= 450,
+              30, what="load connected")
+        answers = [_check_health(m) for _ in range(20)]
+        o.set(circuit_breaker_state=2)
+        answers += [_check_health(m) for _ in range(5)]
+    finally:
+        try:
+            out, err = load.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            out, err = load.communicate(timeout=10)
+    assert answers[:20] == [(200, "healthy")] * 20
+    assert answers[20:] == [(503, "degraded")] * 5
+    assert load.returncode == 0, err
+    assert int(out.split()[0]) > 1000, out  # the hammering clients were served too
+
+
+HAMMER = """
+import asyncio, sys, time
+port, n_idle, n_active, seconds = (int(x) for x in sys.argv[1:])
+done = 0
+async def idle():
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(seconds)
+    w.close()
+async def active(end):
+    global done
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    while time.monotonic() < end:
+        w.write(b"GET /health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+        head = await r.readuntil(b"\\r\\n\\r\\n")
+        n = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+        await r.readexactly(n)
+        done += 1
+    w.close()
+async def main():
+    end = time.monotonic() + seconds
+    await asyncio.gather(*[idle() for _ in range(n_idle)], *[active(end) for _ in range(n_active)])
+asyncio.run(main())
+print(done)
+"""
+
+
+def test_accept_errors_are_counted_and_logged_rate_limited_without_traceback(owners, monitor):
+    o = owners()
+    m = monitor(o.instance, config="[monitor]\nheader_timeout_s = 2.0\n")
+    nfd = len(os.listdir(f"/proc/{m.p.pid}/fd"))
+    limit = nfd + 10
+    subprocess.run(["prlimit", f"--pid={m.p.pid}", f"--nofile={limit}:{limit}"], check=True,
+                   timeout=10)
+    flood = _open_idle(m.port, 60)  # the kernel completes them; the monitor cannot accept them
+    until(lambda: "cannot accept connections" in m.log(), 10, what="accept error logged")
+    time.sleep(2.5)  # several 1 s accept retries while the idle ones hold the descriptors
+    for s in flood:
+        s.close()
+    text = until(lambda: _try_metrics(m), 20, what="/metrics once descriptors are free")
+    assert _metric(text, "bog_monitor_accept_errors_total") >= 2
+    log = m.log()
+    lines = [x for x in log.splitlines() if "cannot accept connections" in x]
+    assert 1 <= len(lines) <= 4, lines
+    assert "Too many open files (EMFILE" in lines[0]
+    assert "Traceback" not in log and "Traceback" not in m.output()
+    assert _check_health(m) == (200, "healthy")
+
+
+def _try_metrics(m):
+    try:
+        r = m.get("/metrics")
+    except Exception:  # httpx errors while the monitor still cannot accept
+        return None
+    return r.text if r.status_code == 200 else None
+
+
+def test_connection_cap_follows_rlimit_nofile(owners, monitor, tmp_path):
+    import resource
+
+    o = owners()
+
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+    m = MonitorProc(tmp_path, o.instance, preexec_fn=low_nofile).wait_ready()
+    try:
+        assert _metric(m.get("/metrics").text, "bog_monitor_max_connections") == 200 - 64
+        assert "RLIMIT_NOFILE 200 leaves room for 136 connections" in m.log()
+    finally:
+        m.stop()

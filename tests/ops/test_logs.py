@@ -102,6 +102,107 @@ def test_rotation_shared_by_processes_loses_no_line(tmp_path):
     assert all(f.stat().st_size < 20000 + 200 for f in files)
 
 
+SIZE_CAP = textwrap.dedent("""
+    import logging, os, resource, sys
+    from bog.log import SharedRotatingFileHandler
+    h = SharedRotatingFileHandler(sys.argv[1], max_bytes=20000, backup_count=3)
+    log = logging.getLogger("x"); log.addHandler(h); log.setLevel(logging.INFO)
+    if sys.argv[3] == "exhaust":  # like a monitor flooded with connections: no descriptor left
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        held = []
+        try:
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            os.open("/dev/null", os.O_RDONLY)
+            raise SystemExit("descriptors not exhausted")
+        except OSError:
+            pass
+    for i in range(int(sys.argv[2])):
+        log.error("storm line %06d %s", i, "x" * 60)
+""")
+
+
+def _log_files(d: Path) -> list[Path]:
+    return sorted(f for f in d.iterdir() if f.name.startswith("bog.log") and
+                  not f.name.endswith(".lock"))
+
+
+@pytest.mark.parametrize("writers,mode", [(1, "exhaust"), (4, "normal")])
+def test_size_cap_holds_for_a_storm_out_of_descriptors_and_with_several_writers(tmp_path, writers,
+                                                                                  mode):
+    path = tmp_path / "bog.log"
+    procs = [subprocess.Popen([sys.executable, "-c", SIZE_CAP, str(path), "3000", mode],
+                              stderr=subprocess.PIPE, text=True) for _ in range(writers)]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, errs
+    files = _log_files(tmp_path)
+    assert [f.name for f in files] == ["bog.log", "bog.log.1", "bog.log.2", "bog.log.3"]
+    line = 120
+    assert all(f.stat().st_size <= 20000 + writers * line for f in files), \
+        [(f.name, f.stat().st_size) for f in files]
+    assert "storm line 002999" in path.read_text()  # the newest line is in the live file
+
+
+OWNER_ONLY = textwrap.dedent("""
+    import logging, os, sys
+    os.umask(0o022)  # an ordinary umask: the files must still be owner-only
+    from bog.log import SharedRotatingFileHandler, setup_logging
+    log = setup_logging("engine", "inst1", "1", sys.argv[1])
+    fh = [h for h in logging.getLogger().handlers if isinstance(h, SharedRotatingFileHandler)][0]
+    fh.max_bytes = 3000
+    for i in range(400):
+        log.warning("Sequence gap %d %s", i, "y" * 40)
+""")
+
+
+def test_live_and_rotated_logs_are_owner_only(tmp_path):
+    log_dir = tmp_path / "logs"
+    env = dict(os.environ, BOG_LOG_STDERR="0")
+    env.pop("JOURNAL_STREAM", None)
+    subprocess.run([sys.executable, "-c", OWNER_ONLY, str(log_dir)], env=env, check=True,
+                   timeout=60)
+    files = _log_files(log_dir)
+    assert len(files) == 6  # rotated: the live file and 5 kept
+    modes = {f.name: oct(f.stat().st_mode & 0o777) for f in [*files, log_dir / "bog.log.lock"]}
+    assert set(modes.values()) == {"0o600"}, modes
+    assert oct(log_dir.stat().st_mode & 0o777) == "0o700"
+    # a file left with a wider mode (an older version) is narrowed when it is next opened
+    os.chmod(log_dir / "bog.log", 0o644)
+    subprocess.run([sys.executable, "-c", OWNER_ONLY, str(log_dir)], env=env, check=True,
+                   timeout=60)
+    assert {oct(f.stat().st_mode & 0o777) for f in _log_files(log_dir)} == {"0o600"}
+
+
+def test_lines_that_cannot_be_written_are_counted_not_lost_silently(tmp_path, capfd):
+    import logging
+    import shutil
+
+    from bog.log import SharedRotatingFileHandler
+
+    d = tmp_path / "logs"
+    d.mkdir()
+    h = SharedRotatingFileHandler(str(d / "bog.log"))
+    log = logging.getLogger("lost-lines-test")
+    log.addHandler(h)
+    log.propagate = False
+    try:
+        shutil.rmtree(d)  # the file and its directory vanish: reopening fails (ENOENT)
+        for i in range(3):
+            log.error("lost %d", i)
+        assert "cannot write" in capfd.readouterr().err  # said once, on stderr
+        d.mkdir()
+        log.error("back")
+    finally:
+        log.removeHandler(h)
+        h.close()
+    text = (d / "bog.log").read_text()
+    assert "3 log lines not written to this file (No such file or directory)" in text
+    assert text.splitlines()[-1].endswith("back")
+
+
 def test_logview_parsing_selection_and_options():
     now = 1_800_000_000.0
     assert lv.parse_since("10 minutes ago", now) == now - 600

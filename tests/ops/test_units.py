@@ -73,7 +73,7 @@ def test_units_follow_the_config(tmp_path):
     cfg = with_overrides(load_config(None, env={}),
                          process={"feed_core": 2, "engine_core": 3, "engine_housekeeping_core": 2,
                                   "monitor_core": -1, "engine_realtime_priority": 40},
-                         monitor={"host": "0.0.0.0", "port": 9100})
+                         monitor={"host": "0.0.0.0", "port": 9100, "max_connections": 100})
     eng = unit(tmp_path / "a", "bog-engine.service", cfg=cfg, instance="paper-1", ncpu=8)
     assert "CPUAffinity=2 3" in eng and "LimitRTPRIO=40" in eng
     assert "RestrictRealtime=yes" not in eng
@@ -82,6 +82,8 @@ def test_units_follow_the_config(tmp_path):
     mon = unit(tmp_path / "b", "bog-monitor.service", cfg=cfg)
     assert "CPUAffinity" not in mon.replace("# monitor_core", "")
     assert "IPAddressDeny" not in mon and "AF_INET" in mon and "PrivateNetwork" not in mon
+    assert "\nLimitNOFILE=164\n" in mon  # max_connections + the monitor's own descriptors
+    assert "LimitNOFILE" not in eng
     # a core the machine does not have: the same fallback as the process (core % ncpu)
     small = unit(tmp_path / "c", "bog-engine.service", cfg=cfg, ncpu=2)
     assert "CPUAffinity=0 1" in small
