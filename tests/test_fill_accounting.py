@@ -113,6 +113,8 @@ def queue_depth(pl) -> int:
 
 
 def bogctl(pl, *args) -> subprocess.CompletedProcess:
+    if args and args[0] in ("pause", "resume", "reconcile", "breaker") and "--timeout" not in args:
+        args += ("--timeout", "20")  # a loaded test machine can delay the engine's answer
     return subprocess.run([sys.executable, "-m", "bog.ctl", *args, "--instance", pl.instance],
                           capture_output=True, text=True, env=pl.env, timeout=30)
 

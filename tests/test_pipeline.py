@@ -246,7 +246,8 @@ def test_daily_loss_latches_breaker_until_bogctl_reset(pipeline_factory):
     assert int(pl.metrics()["circuit_breaker_state"]) == 2  # no automatic recovery
     assert int(pl.metrics()["open_orders"]) == 0
     r = subprocess.run([sys.executable, "-m", "bog.ctl", "breaker", "reset", "--instance",
-                        pl.instance], capture_output=True, text=True, env=pl.env, timeout=30)
+                        pl.instance, "--timeout", "20"], capture_output=True, text=True,
+                       env=pl.env, timeout=60)
     assert r.returncode == 0, r.stderr
     wait_for(lambda: "Circuit breaker reset by bogctl (was OPEN)" in pl.log_text(), 10,
              what="reset log line")
@@ -258,8 +259,10 @@ def test_bogctl_pause_resume_and_status(pipeline_factory):
     wait_for(lambda: int(pl.metrics()["open_orders"]) > 0, 30, what="quotes")
 
     def ctl(*a):
+        if a[0] in ("pause", "resume"):
+            a += ("--timeout", "20")  # a loaded test machine can delay the engine's answer
         return subprocess.run([sys.executable, "-m", "bog.ctl", *a, "--instance", pl.instance],
-                              capture_output=True, text=True, env=pl.env, timeout=30)
+                              capture_output=True, text=True, env=pl.env, timeout=60)
 
     assert ctl("pause").returncode == 0
     wait_for(lambda: int(pl.metrics()["paused"]) == 1 and int(pl.metrics()["open_orders"]) == 0,

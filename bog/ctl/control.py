@@ -18,7 +18,7 @@ from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import CONTROL, KIND_CONTROL
 
-ACK_TIMEOUT_S = 2.0
+ACK_TIMEOUT_S = 5.0
 POLL_S = 0.01
 
 

@@ -66,7 +66,7 @@ def judge(f: Facts) -> tuple[str, list[str]]:
     if f.fill_queue_ratio is not None and f.fill_queue_ratio >= FILL_QUEUE_MAX_RATIO:
         problems.append(f"fill queue above {FILL_QUEUE_MAX_RATIO:.0%}")
     if f.fills_dropped:
-        problems.append(f"{f.fills_dropped} fills dropped")
+        problems.append(f"{int(f.fills_dropped)} fills dropped")
     if f.position_drift_btc is not None and abs(f.position_drift_btc) >= POSITION_DRIFT_MAX_BTC:
         problems.append(f"position drift {f.position_drift_btc:+.6f} BTC")
     if f.tick_p99_ns is not None and f.tick_p99_ns > LATENCY_P99_MAX_NS:

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from monsupport import until
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -468,7 +469,25 @@ def test_bogctl_status_and_health_judge_alike(setup):
         Clock(st).step(0)
         code, doc = health(st)
         s = collect_status(o.instance, cfg, sample_s=0)
-        assert s["problems"] == ["monitor is down"] + doc["problems"], (change, s, doc)
+        # without a monitor bogctl cannot know its alerts (the next test has one)
+        seen = [p for p in doc["problems"] if not p.startswith("critical alert firing")]
+        assert s["problems"] == ["monitor is down"] + seen, (change, s, doc)
         # a monitor that is down is itself a problem, so healthy becomes degraded for bogctl
         assert s["status"] == {"healthy": "degraded"}.get(doc["status"], doc["status"]), change
         assert code == (200 if doc["status"] == "healthy" else 503)
+
+
+def test_bogctl_status_reports_the_monitors_critical_alerts(owners, monitor):
+    """With a real monitor running, bogctl asks it which critical alerts fire."""
+    from bog.config import build_config
+    from bog.ctl.status import collect_status
+
+    o = owners()
+    o.set(circuit_breaker_state=2)
+    m = monitor(o.instance)
+    until(lambda: any(a["name"] == "CircuitBreakerTripped" for a in m.json("/health")["alerts"]),
+          15, what="CircuitBreakerTripped firing in the monitor")
+    s = collect_status(o.instance, build_config({}, env={}), sample_s=0)
+    assert s["processes"]["monitor"]["up"] and s["status"] == "degraded"
+    assert "critical alert firing: CircuitBreakerTripped" in s["problems"], s["problems"]
+    assert s["problems"] == m.json("/health")["problems"]

@@ -24,6 +24,8 @@ BUSY = merge(FAST, {"feed": {"rate_per_s": 500.0, "sweep_depth_bps": 4.0},
 
 
 def bogctl(pl, *args, timeout=60):
+    if args and args[0] in ("pause", "resume", "reconcile", "breaker") and "--timeout" not in args:
+        args += ("--timeout", "20")  # a loaded test machine can delay the engine's answer
     r = subprocess.run([sys.executable, "-m", "bog.ctl", *args, "--instance", pl.instance,
                         "--config", str(pl.config_path)], capture_output=True, text=True,
                        env=pl.env, timeout=timeout)
