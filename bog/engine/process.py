@@ -96,6 +96,9 @@ def journal_path(cfg, instance: str) -> str:
 
 class EngineService(Service):
     name = "engine"
+    # wall clock of housekeeping (heartbeat, UTC day rollover: daily PnL reset, loss-trip
+    # re-arm, journal rotation); tests replace it to cross midnight without waiting for it
+    clock_ns = staticmethod(time.time_ns)
 
     # -- startup ----------------------------------------------------------------------------
     def startup(self) -> None:
@@ -111,7 +114,7 @@ class EngineService(Service):
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._say_levels: dict[str, int] = {}
         self._loss_tripped = False  # daily loss trip requested (until reset or a new day)
-        self._day = utc_day(time.time_ns())  # UTC day of the daily PnL and of the journal
+        self._day = utc_day(self.clock_ns())  # UTC day of the daily PnL and of the journal
         self.mb = self.buf.mailbox
         self.ev = self.buf.events
         self._hot_returns = 0
@@ -515,7 +518,7 @@ class EngineService(Service):
 
     # -- housekeeping -----------------------------------------------------------------------
     def housekeeping(self) -> None:
-        now = time.time_ns()
+        now = self.clock_ns()
         m = self.metrics.m[0]
         m["heartbeat_ns"] = now
         self.watchdog()

@@ -22,6 +22,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 
 log = logging.getLogger("bog")
 
@@ -29,6 +30,7 @@ _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../bog
 # the packages whose modules hold kernels or constants that kernels freeze
 _SOURCE_DIRS = ("shm", "engine", "feed")
 FINGERPRINT_FILE = "bog-kernel-sources.sha256"
+_NUMBA_IMPORT = re.compile(rb"^\s*(import numba|from numba)", re.M)  # a module with kernels
 
 
 def _sources() -> list[tuple[str, bytes]]:
@@ -39,7 +41,7 @@ def _sources() -> list[tuple[str, bytes]]:
         for path in sorted(glob.glob(os.path.join(_PKG, sub, "*.py"))):
             with open(path, "rb") as f:
                 data = f.read()
-            if sub == "shm" or b"numba" in data:
+            if sub == "shm" or _NUMBA_IMPORT.search(data):
                 out.append((path, data))
     return out
 
