@@ -74,7 +74,7 @@ from bog.monitor.assets import NAMES  # noqa: E402
 from bog.shm import SegmentNames  # noqa: E402
 from bog.shm import segment as seg_mod  # noqa: E402
 from bog.monitor.reader import ShmReader  # noqa: E402
-from bog.process import http_status  # noqa: E402
+from bog.process import child_command, http_status, signal_pid  # noqa: E402
 from bog.shm.layouts import (  # noqa: E402
     FEED_LATENCY_US_EDGES,
     BREAKER_STATES,
@@ -461,7 +461,7 @@ def _local_start(args, cfg) -> int:
     log_dir = _log_dir(cfg)
     os.makedirs(log_dir, mode=0o700, exist_ok=True)
     out_path = os.path.join(log_dir, "bog-run.out")
-    argv = [sys.executable, "-m", "bog.cli", "run", "--instance", inst]
+    argv = child_command() + ["run", "--instance", inst]  # -I: never imports from the cwd
     if args.config_path:
         argv += ["--config", os.path.abspath(args.config_path)]
     env = dict(os.environ, BOG_LOG_STDERR="0", BOG_LOG_DIR=log_dir)
@@ -497,14 +497,14 @@ def _terminate(pids: list[int], timeout_s: float) -> list[int]:
     """SIGTERM, wait, SIGTERM again (the supervisor's 'kill now'); returns those still alive."""
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            signal_pid(pid, signal.SIGTERM)
+        except ValueError:
             pass
     if not _wait(lambda: not any(_alive(p) for p in pids), timeout_s):
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
+                signal_pid(pid, signal.SIGTERM)
+            except ValueError:
                 pass
         _wait(lambda: not any(_alive(p) for p in pids), 10)
     return [p for p in pids if _alive(p)]
@@ -553,7 +553,7 @@ def _local_restart(args, cfg) -> int:
     if not old:
         raise CtlError(f"bogctl restart {args.process}: bog-{args.process} is not running under "
                        f"supervisor pid {sups[0]} (it restarts it by itself after a back-off)")
-    os.kill(old, signal.SIGTERM)
+    signal_pid(old, signal.SIGTERM)
 
     def new():
         pid = _child_pid(sups[0], args.process)
@@ -703,6 +703,7 @@ def cmd_install_units(args, cfg) -> int:
                          user=args.user, watchdog_s=args.watchdog_sec, systemd_version=version,
                          ncpu=os.cpu_count() or 0)
     files = U.render_units(opts)
+    U.check_visible(opts, files)  # a venv under /tmp (PrivateTmp=) etc.: UnitPathError
     if args.print:
         for rel, text in files.items():
             print(f"### {rel}\n{text}")
@@ -803,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "install-units":
             return cmd_install_units(args, None)
         cfg = load_config(args.config_path)
+        seg_mod.set_shm_owner(cfg.process.shm_owner)
         if args.cmd == "status":
             return cmd_status(args, cfg)
         if args.cmd in ("start", "stop", "restart"):

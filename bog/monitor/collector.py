@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from bog.shm.metrics import CATALOGUE, MetricSpec
+from bog.shm.segment import untrusted_total
 
 # Monitor-own metrics (counters without _total: prometheus_client appends it)
 UP = "bog_up"
@@ -35,8 +36,9 @@ FILL_QUEUE_DEPTH = "bog_fill_queue_depth"
 ALERT_FIRING = "bog_alert_firing"
 ALERT_FIRINGS = "bog_alert_firings"
 SCRAPE_DURATION = "bog_monitor_scrape_duration_seconds"
+MONITOR_UNTRUSTED = "bog_monitor_shm_untrusted_segments"
 MONITOR_NAMES = (UP, UPTIME, START_TIME, RESTARTS + "_total", FILL_QUEUE_DEPTH, ALERT_FIRING,
-                 ALERT_FIRINGS + "_total", SCRAPE_DURATION)
+                 ALERT_FIRINGS + "_total", SCRAPE_DURATION, MONITOR_UNTRUSTED + "_total")
 
 
 def le_label(edge: float) -> str:
@@ -85,8 +87,9 @@ class BogCollector(Collector):
                                    labels=["process"])
         start = GaugeMetricFamily(START_TIME, "Process start time, seconds since the epoch",
                                   labels=["process"])
-        restarts = CounterMetricFamily(RESTARTS, "Process restarts seen by this monitor "
-                                       "(new shared-memory epochs)", labels=["process"])
+        restarts = CounterMetricFamily(RESTARTS, "Process restarts: the supervisor's count "
+                                       "under bog run, else crashed owners replaced (from the "
+                                       "segment header)", labels=["process"])
         for p, info in r.procs.items():
             up.add_metric([p], 1.0 if info.up else 0.0)
             restarts.add_metric([p], float(info.restarts))
@@ -114,6 +117,9 @@ class BogCollector(Collector):
             firing.add_sample(ALERT_FIRING, labels, 1.0 if s.firing else 0.0)
         yield firing
         yield count
+        yield CounterMetricFamily(MONITOR_UNTRUSTED, "Shared-memory segments the monitor "
+                                  "refused: owned by another user or not mode 0600 (possible "
+                                  "spoofing)", value=float(untrusted_total()))
         yield GaugeMetricFamily(SCRAPE_DURATION, "Time the previous scrape spent reading shared "
                                 "memory and building families", value=self.last_duration_s)
         self.last_duration_s = time.perf_counter() - t0
