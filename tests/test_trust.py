@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from support import FAST, cleanup_segments, free_port, merge, to_toml, unique_instance, wait_for
 from test_shm import NOBODY_UID, fake_ticks_segment, squat
 
 from bog.process import signal_pid
 from bog.shm import SegmentNames
 from bog.shm.metrics import ENGINE, FEED, MetricsBlock
-from bog.shm.segment import SegmentError, list_segments
+from bog.shm.segment import SegmentError, _proc_start_ticks, list_segments
 
 BUSY = merge(FAST, {"feed": {"rate_per_s": 500.0, "sweep_depth_bps": 4.0},
                     "execution": {"maker_latency_ms": 20.0}})
@@ -189,3 +190,22 @@ def test_monitor_restart_count_equals_the_supervisors(tmp_path):
         assert sup.wait(60) == 0, (tmp_path / "run.out").read_text()[-3000:]
         out.close()
         cleanup_segments(inst)
+
+
+def test_signal_pid_refuses_pids_that_are_not_one_live_process():
+    # 0 would be our own process group (the e2e test once sent SIGSTOP to MainPID 0 and hung
+    # the run), a negative pid a whole group. Signal 0 only checks: harmless if it got through.
+    for pid in (0, -1, -os.getpgid(0)):
+        with pytest.raises(ValueError, match=f"refusing to signal pid {pid}: not a process"):
+            signal_pid(pid, 0)
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        ticks = _proc_start_ticks(p.pid)
+        assert not signal_pid(p.pid, signal.SIGTERM, ticks + 1)  # a reused pid: another process
+        assert p.poll() is None
+        assert signal_pid(p.pid, signal.SIGTERM, ticks)
+        assert p.wait(10) == -signal.SIGTERM
+        assert not signal_pid(p.pid, signal.SIGTERM)  # gone
+    finally:
+        p.kill()
+        p.wait()

@@ -20,6 +20,7 @@ from support import (
 )
 
 from bog import ctl
+from bog.process import signal_pid
 from bog.shm.segment import list_segments
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def local(tmp_path):
     run.instance, run.port, run.tmp = inst, port, tmp_path
     yield run
     for pid in ctl.find_supervisors(inst):  # whatever a failed test left running
-        os.kill(pid, signal.SIGTERM)
+        signal_pid(pid, signal.SIGTERM)
     wait_for(lambda: not ctl.find_supervisors(inst), 30, what="supervisor gone")
     cleanup_segments(inst)
 

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from opshelpers import ROOT, VENV, require_tools
@@ -97,6 +98,52 @@ def test_protect_home_and_exec_quoting(tmp_path):
            '"/etc/bog/my config%%.toml"' in feed
     home = unit(tmp_path / "b", "bog-feed.service", venv="/home/ops/venv")
     assert "ProtectHome=read-only" in home
+
+
+def test_hidden_paths_follow_the_units_own_sandboxing(tmp_path):
+    o = U.UnitOptions(venv="/opt/bog/venv", config="/etc/bog/bog.toml",
+                      cfg=load_config(None, env={}))
+    feed = U.render_units(o)[f"{U.UNIT_DIR}/bog-feed.service"]
+    assert U.hidden_paths(feed) == {"/tmp": "PrivateTmp=yes", "/var/tmp": "PrivateTmp=yes",
+                                    "/home": "ProtectHome=yes", "/root": "ProtectHome=yes",
+                                    "/run/user": "ProtectHome=yes"}
+    home = unit(tmp_path, "bog-feed.service", venv="/home/ops/venv")  # ProtectHome=read-only
+    assert set(U.hidden_paths(home)) == {"/tmp", "/var/tmp"}
+    extra = feed + "InaccessiblePaths=-/srv/secret\nTemporaryFileSystem=/var/lib/x:ro\n"
+    assert {"/srv/secret", "/var/lib/x"} <= set(U.hidden_paths(extra))
+
+
+def fake_venv(parent: Path) -> Path:
+    """A directory that passes for a venv: bin/bog, and bin/python -> this Python."""
+    v = parent / "venv"
+    (v / "bin").mkdir(parents=True)
+    (v / "bin" / "bog").write_text("#!/bin/sh\n")
+    (v / "bin" / "python").symlink_to(sys.executable)
+    return v
+
+
+def test_install_units_refuses_a_venv_or_config_the_units_cannot_see(tmp_path):
+    # tmp_path is under /tmp: the units' PrivateTmp=yes hides it (a checkout under /tmp gave
+    # status=203/EXEC at every start)
+    venv = fake_venv(tmp_path)
+    r = bogctl("install-units", "--prefix", str(tmp_path / "out"), "--venv", str(venv),
+               "--config", "/etc/bog/bog.toml")
+    assert r.returncode == 2 and not (tmp_path / "out").exists(), r.stderr
+    assert r.stderr.startswith(
+        f"bogctl install-units: the venv {venv} is under /tmp, which the units hide "
+        "(PrivateTmp=yes in bog-feed.service): the services would fail to start "
+        "(status=203/EXEC); install bog where they can see it"), r.stderr
+    with tempfile.TemporaryDirectory(dir="/run") as d:  # visible to the units
+        ok = fake_venv(Path(d))
+        r = bogctl("install-units", "--prefix", str(tmp_path / "out2"), "--venv", str(ok),
+                   "--config", str(tmp_path / "bog.toml"))
+        assert r.returncode == 2 and r.stderr.startswith(
+            f"bogctl install-units: the config {tmp_path / 'bog.toml'} is under /tmp, which "
+            "the units hide (PrivateTmp=yes in bog-feed.service): put the config where they "
+            "can read it"), r.stderr
+        r = bogctl("install-units", "--prefix", str(tmp_path / "out3"), "--venv", str(ok),
+                   "--config", "/etc/bog/bog.toml")
+        assert r.returncode == 0, r.stderr
 
 
 def bogctl(*args, **kw):
