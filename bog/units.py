@@ -409,7 +409,34 @@ def activate(prefix: str, user: str, venv: str, config: str) -> list[str]:
     if not os.path.exists(config):
         warnings.append(f"config {config} does not exist yet: create it "
                         f"(bog config-defaults > {config}) before starting the units")
+    else:
+        warnings += _shm_owner_warning(config, user)
     return warnings
+
+
+def _shm_owner_warning(config: str, user: str) -> list[str]:
+    """root's bogctl trusts only root's segments unless ``[process] shm_owner`` names the user
+    the units run as (the segments are that user's, mode 0600)."""
+    from bog.config import ConfigError, load_config
+
+    try:
+        owner = load_config(config, env={}).process.shm_owner
+    except (ConfigError, OSError):
+        return []  # the services will say what is wrong with it
+    if owner in (user, str(_uid(user))):
+        return []
+    return [f"{config}: [process] shm_owner = {owner!r}: root's bogctl will refuse the "
+            f"services' shared memory (it belongs to {user!r}); add shm_owner = \"{user}\" "
+            "under [process]"]
+
+
+def _uid(user: str) -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 # The documented default layout, rendered into the repository's systemd/ directory for
