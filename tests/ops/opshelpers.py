@@ -48,6 +48,11 @@ class Machine:
         require_tools("systemd-nspawn", "nsenter")
         assert os.geteuid() == 0, "booting a systemd container needs root"
         binds = [f"--bind-ro={ROOT}", f"--bind-ro={self.tmp}:/mnt/bogtest", *self.extra_binds]
+        if (ROOT / ".git").is_file():  # a git worktree: its repository lives elsewhere
+            common = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--git-common-dir"],
+                                    capture_output=True, text=True, timeout=30).stdout.strip()
+            if common:
+                binds.append(f"--bind-ro={(ROOT / common).resolve()}")
         base = Path(sys.base_prefix)
         if not str(base).startswith("/usr"):
             binds.append(f"--bind-ro={base}")
