@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from opshelpers import ROOT, VENV, require_tools
 
 from bog import units as U
@@ -151,20 +152,34 @@ def bogctl(*args, **kw):
                           text=True, **kw)
 
 
-def test_bogctl_install_units_prefix_print_and_errors(tmp_path):
+@pytest.fixture
+def venv():
+    """This checkout's venv, or a stand-in when the units could not see it (a checkout under
+    /tmp: install-units refuses it, tested above)."""
+    try:
+        U.check_visible(U.UnitOptions(venv=str(VENV), config="/etc/bog/bog.toml",
+                                      cfg=load_config(None, env={})))
+        yield VENV
+    except U.UnitPathError:
+        with tempfile.TemporaryDirectory(dir="/run") as d:
+            yield fake_venv(Path(d))
+
+
+def test_bogctl_install_units_prefix_print_and_errors(tmp_path, venv):
     r = bogctl("install-units", "--prefix", str(tmp_path), "--config", "/etc/bog/x.toml",
-               "--instance", "p2", "--json")
+               "--instance", "p2", "--json", "--venv", str(venv))
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert len(doc["written"]) == 6 and doc["warnings"] == []  # no reload under a prefix
     text = (tmp_path / "etc/systemd/system/bog-engine.service").read_text()
-    assert f"ExecStart={VENV}/bin/bog engine --instance p2 --config /etc/bog/x.toml" in text
+    assert f"ExecStart={venv}/bin/bog engine --instance p2 --config /etc/bog/x.toml" in text
     assert (tmp_path / "etc/sysusers.d/bog.conf").read_text().splitlines()[-1].startswith("u bog ")
-    r = bogctl("install-units", "--print", "--prefix", str(tmp_path / "none"))
+    r = bogctl("install-units", "--print", "--prefix", str(tmp_path / "none"), "--venv",
+               str(venv))
     assert r.returncode == 0 and "### etc/systemd/system/bog-trading.target" in r.stdout
     assert not (tmp_path / "none").exists()
     r = bogctl("install-units", "--prefix", str(tmp_path), "--venv", str(tmp_path / "novenv"))
     assert r.returncode == 2 and "bin/bog not found" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "file").write_text("")
-    r = bogctl("install-units", "--prefix", str(tmp_path / "file"))
+    r = bogctl("install-units", "--prefix", str(tmp_path / "file"), "--venv", str(venv))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
