@@ -100,6 +100,11 @@ def _env(tmp_path: Path) -> dict:
     return env
 
 
+def _pipeline_up(sup: subprocess.Popen, out: Path) -> bool:
+    assert sup.poll() is None, f"bog run exited {sup.returncode}:\n{out.read_text()[-3000:]}"
+    return b"pipeline up" in out.read_bytes()
+
+
 def test_bog_run_and_bogctl_start_never_import_from_the_working_directory(tmp_path):
     cwd, marker = _plant(tmp_path)
     cfg = tmp_path / "bog.toml"
@@ -111,14 +116,16 @@ def test_bog_run_and_bogctl_start_never_import_from_the_working_directory(tmp_pa
                             str(cfg), "--no-monitor"], cwd=cwd, env=_env(tmp_path), stdout=out,
                            stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: b"pipeline up" in (tmp_path / "run.out").read_bytes(), 120,
+        wait_for(lambda: _pipeline_up(sup, tmp_path / "run.out"), 120,
                  what="bog run: pipeline up")
         assert _engine_pid(names) and not marker.exists(), marker.read_text()
     finally:
-        sup.send_signal(signal.SIGTERM)
-        assert sup.wait(60) == 0, (tmp_path / "run.out").read_text()[-3000:]
+        if sup.poll() is None:
+            sup.send_signal(signal.SIGTERM)
+            assert sup.wait(60) == 0, (tmp_path / "run.out").read_text()[-3000:]
         out.close()
         cleanup_segments(inst)
+    assert not marker.exists(), marker.read_text()
     # bogctl start: its supervisor (and that one's children) neither
     ctl = [str(VENV_BIN / "bogctl"), "--instance", inst, "--config", str(cfg)]
     try:
