@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from bog.process import http_status, stop_child
+from bog.process import child_command, http_status, stop_child
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -59,7 +59,7 @@ class _Run:
         env = dict(os.environ, BOG_STATE_DIR=os.path.join(workdir, "state"),
                    BOG_LOG_DIR=os.path.join(workdir, "logs"))
         env.pop("NOTIFY_SOCKET", None)
-        base = [sys.executable, "-m", "bog.cli"]
+        base = child_command()  # isolated: never imports from the working directory
         common = ["--instance", self.instance] + (["--config", config_path] if config_path else [])
         self.feed = subprocess.Popen(base + ["feed", "--rate", str(rate)] + common, env=env,
                                      stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from bog.config import Config, ConfigError, load_config, with_overrides
-from bog.shm.segment import SegmentError, validate_instance
+from bog.shm.segment import SegmentError, set_shm_owner, validate_instance
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         validate_instance(args.instance)
         cfg = config_from_args(args)
+        set_shm_owner(cfg.process.shm_owner)
     except (ConfigError, SegmentError) as e:
         print(f"bog {args.cmd}: {e}", file=sys.stderr)
         return 2

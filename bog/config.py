@@ -141,6 +141,8 @@ class ProcessConfig:
     engine_realtime_priority: int = opt(0, 0, 99, doc="SCHED_FIFO priority, 0 = normal")
     housekeeping_ms: float = opt(50.0, 1.0, 10_000.0, doc="housekeeping period")
     log_dir: str = opt("logs", doc="log directory for bog.log outside systemd")
+    shm_owner: str = opt("", doc="also trust shared memory owned by this user (name or uid), "
+                                 "e.g. 'bog' for root's bogctl; '' = only the process's own user")
 
 
 @dataclass(frozen=True)

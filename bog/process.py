@@ -87,6 +87,36 @@ def stop_child(p, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | N
     return p.returncode
 
 
+def child_command() -> list[str]:
+    """argv prefix that starts a bog process from this one (``+ ["feed", ...]``): this
+    interpreter in isolated mode (``-I``), so neither the working directory nor
+    ``$PYTHONPATH`` nor the user's site directory is on ``sys.path`` - a ``bog/`` folder
+    where the command was run can never replace the installed package."""
+    return [sys.executable, "-I", "-m", "bog.cli"]
+
+
+def signal_pid(pid: int, sig: int, start_ticks: int = 0) -> bool:
+    """Send ``sig`` to ``pid`` taken from systemd (MainPID), shared memory or /proc.
+
+    Refuses pid <= 0 (ValueError): ``kill(0, ...)`` would signal our whole process group and
+    a negative pid a whole group, which is never what a pid read from elsewhere means.
+    Returns False, sending nothing, when the process is gone, a zombie, or - given its
+    ``start_ticks`` (/proc/PID/stat field 22) - a different process that reuses the pid."""
+    from bog.shm.segment import _proc_start_ticks
+
+    if pid <= 0:
+        raise ValueError(f"refusing to signal pid {pid}: not a process (0 or negative "
+                         "would signal a whole process group)")
+    ticks = _proc_start_ticks(pid)
+    if ticks == 0 or (start_ticks and ticks != start_ticks):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def set_realtime(priority: int) -> bool:
     """SCHED_FIFO at ``priority``; under systemd the unit sets it (CPUSchedulingPolicy=)."""
     if priority <= 0:

@@ -5,6 +5,12 @@ starts the engine, waits for its metrics block, then starts the monitor. A child
 restarted with exponential back-off (like systemd's ``Restart=on-failure``). The first SIGINT
 or SIGTERM stops the children in reverse order (each unlinks its own shared memory); a second
 one kills them.
+
+Children run ``python -I -m bog.cli``: isolated mode never puts the working directory (nor
+``$PYTHONPATH``, nor the user's site directory) on ``sys.path``, so a ``bog/`` folder where
+``bog run`` was started cannot replace the installed package. Each child gets its restart
+count in ``$BOG_RESTARTS``; it writes it into its segment headers, which is what the monitor
+exports as ``bog_process_restarts`` (so the two always agree).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 
 from bog.config import Config
 from bog.log import setup_logging
-from bog.process import http_status
+from bog.process import child_command, http_status
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 
@@ -52,7 +58,7 @@ class Supervisor:
         self.should_exit = False
         self.kill_now = False
         names = SegmentNames(self.instance)
-        base = [sys.executable, "-m", "bog.cli"]
+        base = child_command()
         common = ["--instance", self.instance]
         if args.config:
             common += ["--config", args.config]
@@ -110,9 +116,11 @@ class Supervisor:
         return 0
 
     def _start(self, child: Child, wait: bool) -> bool:
-        child.proc = subprocess.Popen(child.argv, stdin=subprocess.DEVNULL)
+        env = dict(os.environ, **{seg_mod.RESTARTS_ENV: str(child.restarts)})
+        child.proc = subprocess.Popen(child.argv, stdin=subprocess.DEVNULL, env=env)
         child.started_at = time.monotonic()
-        log.info("started bog-%s (pid %d)", child.name, child.proc.pid)
+        log.info("started bog-%s (pid %d, restarts %d)", child.name, child.proc.pid,
+                 child.restarts)
         if not wait:
             return True
         end = time.monotonic() + START_TIMEOUT_S

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 from bog import __version__
@@ -273,6 +274,69 @@ def render_units(o: UnitOptions) -> dict[str, str]:
     return out
 
 
+class UnitPathError(ValueError):
+    """A path the units need (venv, its Python, bog's sources, the config) is one their own
+    sandboxing hides: the services would fail with ``status=203/EXEC`` or an import error."""
+
+
+def hidden_paths(service_text: str) -> dict[str, str]:
+    """Directories a rendered service cannot see at all -> the line that hides them.
+
+    Read from the unit's own settings (so it follows them): ``PrivateTmp=`` (a private /tmp
+    and /var/tmp), ``ProtectHome=yes|tmpfs`` (``read-only`` still shows them),
+    ``InaccessiblePaths=``, ``TemporaryFileSystem=``."""
+    hidden: dict[str, str] = {}
+    for line in service_text.splitlines():
+        key, sep, val = line.partition("=")
+        if not sep or line.startswith(("#", ";")):
+            continue
+        val = val.strip()
+        paths: list[str] = []
+        if key == "PrivateTmp" and val in ("yes", "true", "1", "on"):
+            paths = ["/tmp", "/var/tmp"]
+        elif key == "ProtectHome" and val in ("yes", "true", "1", "on", "tmpfs"):
+            paths = ["/home", "/root", "/run/user"]
+        elif key == "InaccessiblePaths":
+            paths = [p.lstrip("-+") for p in val.split()]
+        elif key == "TemporaryFileSystem":
+            paths = [p.split(":", 1)[0] for p in val.split()]
+        for p in paths:
+            hidden[os.path.normpath(p)] = line
+    return hidden
+
+
+def needed_paths(o: UnitOptions) -> dict[str, str]:
+    """What the services must see -> why: the venv, the Python it runs, bog's own sources
+    (an editable install lives in the checkout) and the config."""
+    python = os.path.join(o.venv, "bin", "python")
+    need = {o.venv: "the venv", os.path.realpath(o.venv): "the venv",
+            os.path.realpath(python): "the venv's Python", o.config: "the config"}
+    import bog
+
+    if os.path.realpath(o.venv) == os.path.realpath(sys.prefix):  # the bog this venv runs
+        need[os.path.dirname(os.path.realpath(bog.__file__))] = "bog's sources"
+    return need
+
+
+def check_visible(o: UnitOptions, files: dict[str, str] | None = None) -> None:
+    """Raise UnitPathError if a unit would not see the venv, its Python, bog or the config."""
+    files = files if files is not None else render_units(o)
+    for process in PROCESSES:
+        hidden = hidden_paths(files[f"{UNIT_DIR}/{unit_name(process)}"])
+        for path, what in needed_paths(o).items():
+            p = os.path.normpath(os.path.abspath(path))
+            for h, line in hidden.items():
+                if p == h or p.startswith(h.rstrip("/") + "/"):
+                    if what == "the config":
+                        fix = "put the config where they can read it, e.g. /etc/bog/bog.toml"
+                    else:
+                        fix = ("the services would fail to start (status=203/EXEC); install "
+                               "bog where they can see it, e.g. python3 -m venv /opt/bog/venv "
+                               "&& /opt/bog/venv/bin/pip install .")
+                    raise UnitPathError(f"{what} {path} is under {h}, which the units hide "
+                                        f"({line} in {unit_name(process)}): {fix}")
+
+
 def systemd_version() -> int:
     """The local systemd's version (``systemctl --version``), 0 if there is none."""
     exe = shutil.which("systemctl")
@@ -351,7 +415,34 @@ def activate(prefix: str, user: str, venv: str, config: str) -> list[str]:
     if not os.path.exists(config):
         warnings.append(f"config {config} does not exist yet: create it "
                         f"(bog config-defaults > {config}) before starting the units")
+    else:
+        warnings += _shm_owner_warning(config, user)
     return warnings
+
+
+def _shm_owner_warning(config: str, user: str) -> list[str]:
+    """root's bogctl trusts only root's segments unless ``[process] shm_owner`` names the user
+    the units run as (the segments are that user's, mode 0600)."""
+    from bog.config import ConfigError, load_config
+
+    try:
+        owner = load_config(config, env={}).process.shm_owner
+    except (ConfigError, OSError):
+        return []  # the services will say what is wrong with it
+    if owner in (user, str(_uid(user))):
+        return []
+    return [f"{config}: [process] shm_owner = {owner!r}: root's bogctl will refuse the "
+            f"services' shared memory (it belongs to {user!r}); add shm_owner = \"{user}\" "
+            "under [process]"]
+
+
+def _uid(user: str) -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 # The documented default layout, rendered into the repository's systemd/ directory for
@@ -368,8 +459,6 @@ def reference_files() -> dict[str, str]:
 
 
 if __name__ == "__main__":  # python -m bog.units systemd/   (refresh the reference copy)
-    import sys
-
     for name, text in reference_files().items():
         with open(os.path.join(sys.argv[1], name), "w") as f:
             f.write(text)

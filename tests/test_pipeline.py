@@ -342,6 +342,7 @@ def test_ring_overrun_between_processes_is_detected_and_counted(pipeline_factory
 def test_bog_run_restarts_a_crashed_engine(tmp_path):
     from support import to_toml
 
+    from bog.process import signal_pid
     from bog.shm import SegmentNames
     from bog.shm.metrics import MetricsBlock
 
@@ -369,7 +370,7 @@ def test_bog_run_restarts_a_crashed_engine(tmp_path):
         wait_for(lambda: b"pipeline up" in (tmp_path / "run.out").read_bytes(), 120,
                  what="bog run: pipeline up")
         first = engine_pid()
-        os.kill(first, signal.SIGKILL)
+        assert signal_pid(first, signal.SIGKILL)  # from shared memory: checked > 0, alive
         second = wait_for(lambda: (p := engine_pid()) and p != first and p, 60,
                           what="engine restarted by the supervisor")
         assert second != first

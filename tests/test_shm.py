@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numba as nb
@@ -190,3 +191,176 @@ def test_metrics_block_is_readable_by_another_process(instance):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["777", "5"]
     blk.close()
+
+
+# -- trust: segments of other users, wrong modes, zombies, restart counts --------------------
+# A real second user (`nobody`) writes the squatting segment straight into /dev/shm (a POSIX
+# shared-memory object is a file there): no Python needed, as an attacker would do it.
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+NOBODY_UID = 65534
+
+
+def fake_ticks_segment(capacity: int = 16, head: int = 5, mid_usd: float = 1_000_000.0,
+                       owner_pid: int = 0) -> bytes:
+    """Bytes of a valid-looking ticks segment with fake snapshots (and a live-looking owner)."""
+    from bog.shm.layouts import (
+        FIXED, KIND_TICKS, LAYOUT_VERSION, MAGIC, RING_CAPACITY, RING_CTRL_WORDS, SEGMENT_HEADER,
+        STATE_READY, ring_body_size)
+
+    size = SEGMENT_HEADER.itemsize + ring_body_size(TICK_SLOT, capacity)
+    buf = bytearray(size)
+    h = np.ndarray((1,), SEGMENT_HEADER, buf)[0]
+    h["magic"], h["layout_version"], h["kind"], h["size_bytes"] = MAGIC, LAYOUT_VERSION, KIND_TICKS, size
+    h["epoch"], h["state"] = time.time_ns(), STATE_READY
+    h["owner_pid"] = owner_pid or os.getpid()
+    h["owner_start_ticks"] = seg_mod._proc_start_ticks(h["owner_pid"])
+    ctrl = np.ndarray((RING_CTRL_WORDS,), np.int64, buf, SEGMENT_HEADER.itemsize)
+    ctrl[RING_CAPACITY], ctrl[RING_HEAD] = capacity, head
+    slots = np.ndarray((capacity,), TICK_SLOT, buf, SEGMENT_HEADER.itemsize + RING_CTRL_WORDS * 8)
+    now = time.time_ns()
+    for i in range(head):
+        s = slots[i]
+        s["gen"], s["pos"], s["market_id"], s["sequence"] = 2, i, 1_000_001, i + 1
+        s["exchange_ts_ns"] = s["local_recv_ns"] = s["local_publish_ns"] = now
+        s["bid_px"], s["ask_px"] = int((mid_usd - 1) * FIXED), int((mid_usd + 1) * FIXED)
+        s["bid_sz"] = s["ask_sz"] = FIXED
+        s["trade_px"], s["trade_sz"], s["trade_side"] = int(mid_usd * FIXED), FIXED, -1
+    return bytes(buf)
+
+
+def squat(name: str, data: bytes, mode: int = 0o600) -> Path:
+    """``nobody`` creates shared memory ``name`` with ``data`` and ``mode``."""
+    path = Path("/dev/shm") / name.lstrip("/")
+    subprocess.run(NOBODY + ["sh", "-c", f"umask 077; cat > {path}; chmod {mode:o} {path}"],
+                   input=data, check=True, timeout=10)
+    st = path.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY_UID, mode)
+    return path
+
+
+def test_attach_refuses_another_users_segment_once_counted(instance):
+    name = SegmentNames(instance).ticks
+    squat(name, fake_ticks_segment())
+    before = seg_mod.untrusted_total()
+    with pytest.raises(seg_mod.UntrustedSegmentError) as e:
+        TicksRing.attach(name)
+    assert str(e.value) == (
+        f"CRITICAL shared memory {name} is owned by uid {NOBODY_UID} mode 0600, expected uid "
+        f"{os.geteuid()} mode 0600: refusing to attach (possible spoofing; remove it: rm "
+        f"/dev/shm{name})")
+    assert e.value.first and seg_mod.untrusted_total() == before + 1
+    with pytest.raises(seg_mod.UntrustedSegmentError) as again:  # waiting does not help
+        seg_mod.attach(name, None, wait_ready_s=5)
+    assert not again.value.first and seg_mod.untrusted_total() == before + 1  # counted once
+
+
+def test_attach_refuses_a_world_readable_segment_even_of_our_own_user(instance):
+    names = SegmentNames(instance)
+    squat(names.fills, b"\0" * 4096, mode=0o644)
+    with pytest.raises(seg_mod.UntrustedSegmentError, match="owned by uid 65534 mode 0644"):
+        FillQueue.attach(names.fills)
+    ring = TicksRing.create(names.ticks, 16)
+    ring.segment.mark_ready()
+    os.chmod(f"/dev/shm{names.ticks}", 0o644)
+    with pytest.raises(seg_mod.UntrustedSegmentError,
+                       match=f"owned by uid {os.geteuid()} mode 0644, expected uid "
+                             f"{os.geteuid()} mode 0600: refusing"):
+        TicksRing.attach(names.ticks)
+    ring.close()
+
+
+def test_configured_shm_owner_is_trusted(instance):
+    name = SegmentNames(instance).ticks
+    squat(name, fake_ticks_segment())
+    try:
+        seg_mod.set_shm_owner("nobody")  # [process] shm_owner = "nobody"
+        assert seg_mod.trusted_uids() == (os.geteuid(), NOBODY_UID)
+        ring = TicksRing.attach(name)
+        assert ring.head == 5
+        ring.close()
+    finally:
+        seg_mod.set_shm_owner("")
+    with pytest.raises(seg_mod.SegmentError, match="no such user"):
+        seg_mod.set_shm_owner("no-such-user-here")
+
+
+def test_create_removes_a_squatter_with_a_live_looking_owner(instance, caplog):
+    name = SegmentNames(instance).ticks
+    # the header names a live process (this one): before, "owned by running process" locked
+    # the real feed out
+    squat(name, fake_ticks_segment(owner_pid=os.getpid()))
+    before = seg_mod.untrusted_total()
+    with caplog.at_level("CRITICAL", logger="bog.shm"):
+        ring = TicksRing.create(name, 16)
+    st = Path(f"/dev/shm{name}").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), ring.head) == (os.geteuid(), 0o600, 0)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"CRITICAL shared memory {name} was owned by uid {NOBODY_UID} mode 0600, not by a "
+        "trusted user: removed it (possible spoofing)"]
+    assert seg_mod.untrusted_total() == before + 1
+    ring.close()
+
+
+def test_create_that_cannot_remove_a_squatter_says_what_to_remove(instance):
+    # the roles reversed: root squats, the service runs as `nobody` and may not unlink it
+    name = SegmentNames(instance).ticks
+    path = Path(f"/dev/shm{name}")
+    path.write_bytes(fake_ticks_segment())
+    os.chmod(path, 0o600)
+    code = ("import sys\nfrom bog.shm import segment as s\n"
+            f"try:\n    s.create({name!r}, 1, 4096)\n"
+            "except s.UntrustedSegmentError as e:\n    print(e); sys.exit(3)\n")
+    r = subprocess.run(NOBODY + [sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd="/")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout.strip() == (
+        f"CRITICAL shared memory {name} is owned by uid 0 mode 0600, not by uid {NOBODY_UID}: "
+        f"cannot remove it (permission denied); possible spoofing: remove it as root (rm "
+        f"{path}) and start again")
+    assert path.exists()
+
+
+def test_zombie_owner_is_dead_and_its_segment_replaced(instance):
+    name = SegmentNames(instance).ticks
+    # exits without cleaning up and is never reaped (no wait()): a zombie with the same pid and
+    # start time as when it created the segment
+    p = subprocess.Popen([sys.executable, "-c",
+                          "import os\nfrom bog.shm.ring import TicksRing\n"
+                          f"r = TicksRing.create({name!r}, 16)\nr.segment.mark_ready()\n"
+                          "os._exit(0)"])
+    stat_path = Path(f"/proc/{p.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat_path.read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+        assert time.monotonic() < deadline, "child did not exit"
+        time.sleep(0.02)
+    old = TicksRing.attach(name)
+    h = old.segment.header[0]
+    assert int(h["owner_pid"]) == p.pid
+    assert not seg_mod.owner_alive(p.pid, int(h["owner_start_ticks"]))
+    old.close(unlink=False)
+    new = TicksRing.create(name, 16)  # before: "owned by running process <zombie>"
+    assert int(new.segment.header[0]["owner_pid"]) == os.getpid()
+    new.close()
+    p.wait(10)
+
+
+def test_restart_count_in_the_header(instance, monkeypatch):
+    name = SegmentNames(instance).engine_metrics
+    crash = ("import os\nfrom bog.shm.metrics import MetricsBlock\n"
+             f"b = MetricsBlock.create({name!r}, 'engine')\nb.segment.mark_ready()\n"
+             "os._exit(9)")
+    monkeypatch.delenv("BOG_RESTARTS", raising=False)
+    env = {k: v for k, v in os.environ.items() if k != "BOG_RESTARTS"}
+    for want in range(3):  # each crashed owner replaced: its count + 1
+        subprocess.run([sys.executable, "-c", crash], env=env, timeout=60)
+        b = MetricsBlock.attach(name, ENGINE)
+        assert b.segment.restarts == want
+        b.close(unlink=False)
+    monkeypatch.setenv("BOG_RESTARTS", "7")  # under `bog run` the supervisor's count wins
+    b = MetricsBlock.create(name, ENGINE)
+    assert b.segment.restarts == 7
+    b.close()
+    monkeypatch.delenv("BOG_RESTARTS")
+    b = MetricsBlock.create(name, ENGINE)  # a clean start: 0
+    assert b.segment.restarts == 0
+    b.close()

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seg_mod.validate_instance(args.instance)
         cfg = load_config(args.config_path) if getattr(args, "needs_config", True) else None
+        if cfg is not None:
+            seg_mod.set_shm_owner(cfg.process.shm_owner)  # whose segments bogctl trusts
         return args.func(args, cfg)
     except CtlError as e:
         msg = str(e)

@@ -16,7 +16,7 @@ from bog.ctl.procs import child_pid, find_supervisors, shm_pid, terminate
 from bog.ctl.systemd import systemctl
 from bog.monitor import address
 from bog.monitor.reader import ShmReader
-from bog.process import http_status
+from bog.process import child_command, http_status, signal_pid
 
 
 def register(sub, common) -> None:
@@ -48,7 +48,7 @@ def _local_start(args, cfg) -> int:
     log_dir = log_directory(cfg)
     os.makedirs(log_dir, mode=0o700, exist_ok=True)
     out_path = os.path.join(log_dir, "bog-run.out")
-    argv = [sys.executable, "-m", "bog.cli", "run", "--instance", inst]
+    argv = child_command() + ["run", "--instance", inst]  # -I: never imports from the cwd
     if args.config_path:
         argv += ["--config", os.path.abspath(args.config_path)]
     env = dict(os.environ, BOG_LOG_STDERR="0", BOG_LOG_DIR=log_dir)
@@ -174,7 +174,7 @@ def _local_restart(args, cfg) -> int:
     if not old:
         raise CtlError(f"bogctl restart {args.process}: bog-{args.process} is not running under "
                        f"supervisor pid {sups[0]} (it restarts it by itself after a back-off)")
-    os.kill(old, signal.SIGTERM)
+    signal_pid(old, signal.SIGTERM)
 
     def new():
         pid = child_pid(sups[0], args.process)

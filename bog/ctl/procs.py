@@ -6,6 +6,7 @@ import os
 import signal
 
 from bog.ctl.common import wait
+from bog.process import signal_pid
 from bog.monitor.reader import ShmReader
 
 
@@ -82,14 +83,14 @@ def terminate(pids: list[int], timeout_s: float) -> list[int]:
     """SIGTERM, wait, SIGTERM again (the supervisor's 'kill now'); returns those still alive."""
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            signal_pid(pid, signal.SIGTERM)
+        except ValueError:
             pass
     if not wait(lambda: not any(alive(p) for p in pids), timeout_s):
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
+                signal_pid(pid, signal.SIGTERM)
+            except ValueError:
                 pass
         wait(lambda: not any(alive(p) for p in pids), 10)
     return [p for p in pids if alive(p)]

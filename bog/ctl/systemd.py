@@ -79,6 +79,7 @@ def cmd_install_units(args, cfg) -> int:
                          user=args.user, watchdog_s=args.watchdog_sec, systemd_version=version,
                          ncpu=os.cpu_count() or 0)
     files = U.render_units(opts)
+    U.check_visible(opts, files)  # a venv under /tmp (PrivateTmp=) etc.: UnitPathError
     if args.print:
         for rel, text in files.items():
             print(f"### {rel}\n{text}")

@@ -521,6 +521,7 @@ class EngineService(Service):
         now = self.clock_ns()
         m = self.metrics.m[0]
         m["heartbeat_ns"] = now
+        m["shm_untrusted_total"] = seg_mod.untrusted_total()
         self.watchdog()
         if self._journal_error is not None:
             self._retry_journal()
@@ -662,6 +663,13 @@ class EngineService(Service):
     def _attach_feed(self, first: bool) -> None:
         try:
             ring = TicksRing.attach(self.names.ticks, wait_ready_s=0)
+        except seg_mod.UntrustedSegmentError as e:
+            # another user's ticks (fake market data?): never read them; logged once per
+            # segment, counted (bog_shm_untrusted_segments_total), retried every pass
+            self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
+            if e.first:
+                log.critical("%s", e)
+            return
         except seg_mod.SegmentError:
             if self.ring.segment is not None:  # feed went away: fall back to "no feed"
                 log.error("feed ring %s closed or gone; waiting for the feed", self.names.ticks)

@@ -15,6 +15,7 @@ from bog.feed.synthetic import make_params, make_state, new_staging, synth_run
 from bog.process import Service
 from bog.shm import SegmentNames
 from bog.shm.metrics import FEED, MetricsBlock
+from bog.shm import segment as seg_mod
 from bog.shm.ring import TicksRing
 
 log = logging.getLogger("bog.feed")
@@ -90,6 +91,7 @@ class FeedService(Service):
     def housekeeping(self) -> None:
         m = self.metrics.m[0]
         m["heartbeat_ns"] = time.time_ns()
+        m["shm_untrusted_total"] = seg_mod.untrusted_total()
         self.watchdog()
         if time.monotonic() >= self._next_stall:
             self._stall()

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from bog.shm.metrics import CATALOGUE, MetricSpec
+from bog.shm.segment import untrusted_total
 
 # Monitor-own metrics (counters without _total: prometheus_client appends it)
 UP = "bog_up"
@@ -40,10 +41,11 @@ MAX_CONNECTIONS = "bog_monitor_max_connections"
 CONNECTIONS_ACCEPTED = "bog_monitor_connections_accepted"
 CONNECTIONS_CLOSED = "bog_monitor_connections_closed"
 ACCEPT_ERRORS = "bog_monitor_accept_errors"
+MONITOR_UNTRUSTED = "bog_monitor_shm_untrusted_segments"
 MONITOR_NAMES = (UP, UPTIME, START_TIME, RESTARTS + "_total", FILL_QUEUE_DEPTH, ALERT_FIRING,
                  ALERT_FIRINGS + "_total", SCRAPE_DURATION, CONNECTIONS, MAX_CONNECTIONS,
                  CONNECTIONS_ACCEPTED + "_total", CONNECTIONS_CLOSED + "_total",
-                 ACCEPT_ERRORS + "_total")
+                 ACCEPT_ERRORS + "_total", MONITOR_UNTRUSTED + "_total")
 
 
 def le_label(edge: float) -> str:
@@ -92,8 +94,9 @@ class BogCollector(Collector):
                                    labels=["process"])
         start = GaugeMetricFamily(START_TIME, "Process start time, seconds since the epoch",
                                   labels=["process"])
-        restarts = CounterMetricFamily(RESTARTS, "Process restarts seen by this monitor "
-                                       "(new shared-memory epochs)", labels=["process"])
+        restarts = CounterMetricFamily(RESTARTS, "Process restarts: the supervisor's count "
+                                       "under bog run, else crashed owners replaced (from the "
+                                       "segment header)", labels=["process"])
         for p, info in r.procs.items():
             up.add_metric([p], 1.0 if info.up else 0.0)
             restarts.add_metric([p], float(info.restarts))
@@ -121,6 +124,9 @@ class BogCollector(Collector):
             firing.add_sample(ALERT_FIRING, labels, 1.0 if s.firing else 0.0)
         yield firing
         yield count
+        yield CounterMetricFamily(MONITOR_UNTRUSTED, "Shared-memory segments the monitor "
+                                  "refused: owned by another user or not mode 0600 (possible "
+                                  "spoofing)", value=float(untrusted_total()))
         yield GaugeMetricFamily(SCRAPE_DURATION, "Time the previous scrape spent reading shared "
                                 "memory and building families", value=self.last_duration_s)
         cs = getattr(st, "connections", None)

@@ -3,10 +3,12 @@
 The monitor never writes shared memory. It follows three segments of one instance: the feed's
 and the engine's metrics blocks and the engine's fill queue (for its depth). Processes come and
 go, so every read first checks that the mapping is still the live segment
-(``Segment.replaced_or_closed``, one ``stat``) and re-attaches when it is not. A new epoch on a
-re-attached metrics segment is one restart of that process; ``restarts`` counts what this
-monitor saw (it cannot see restarts that happened while it was not running: Prometheus can,
-with ``changes(bog_process_start_time_seconds[1h])``).
+(``Segment.replaced_or_closed``, one ``stat``) and re-attaches when it is not. ``restarts`` is
+the count the owner wrote into its segment header (the supervisor's restart count under
+``bog run``, else the crashed owners it replaced), so it does not depend on this monitor
+having seen every restart; the last value read is kept while the process is down.
+A segment of an untrusted user (or not mode 0600) is never read: the refusal is logged once
+(CRITICAL) and counted (``untrusted_total``).
 
 A ``read()`` costs a few microseconds per process: a ``stat``, a ``/proc/PID/stat`` read (is the
 owner alive?) and a ~1.5 KB copy of the block. It is done at every scrape and every second by
@@ -25,7 +27,7 @@ from bog.shm import SegmentNames
 from bog.shm.layouts import STATE_READY
 from bog.shm.metrics import PROCESSES, MetricsBlock
 from bog.shm.ring import FillQueue
-from bog.shm.segment import SegmentError, owner_alive
+from bog.shm.segment import SegmentError, UntrustedSegmentError, owner_alive
 
 log = logging.getLogger("bog.monitor")
 
@@ -96,7 +98,7 @@ class _Follow:
         self._open = opener
         self.handle = None
         self.epoch = 0  # epoch of the last segment attached (survives detaching)
-        self.epoch_changes = 0
+        self.restarts = 0  # header.restarts of the last segment read (survives detaching)
         self.error: str | None = None  # why the last attach failed (e.g. permission denied)
 
     def get(self):
@@ -106,6 +108,11 @@ class _Follow:
         if self.handle is None:
             try:
                 h = self._open(self.name)
+            except UntrustedSegmentError as e:
+                self.error = str(e)
+                if e.first:
+                    log.critical("%s", e)
+                return None
             except SegmentError as e:
                 self.error = str(e)
                 return None
@@ -114,10 +121,8 @@ class _Follow:
                 h.close(unlink=False)
                 return None
             self.handle = h
-            epoch = h.segment.epoch
-            if self.epoch and epoch != self.epoch:
-                self.epoch_changes += 1
-            self.epoch = epoch
+            self.epoch = h.segment.epoch
+        self.restarts = h.segment.restarts
         return self.handle
 
     def _drop(self) -> None:
@@ -149,8 +154,6 @@ class ShmReader:
             for p in PROCESSES
         }
         self._fills = _Follow(names.fills, FillQueue.attach)
-        self._start_ns: dict[str, tuple[int, int]] = {}  # process -> (epoch, start_ns)
-        self._start_changes: dict[str, int] = {p: 0 for p in PROCESSES}
 
     def read(self) -> Reading:
         now_ns = time.time_ns()
@@ -174,12 +177,6 @@ class ShmReader:
                                restarts=self._restarts(process))
         rec = block.snapshot()
         start_ns = int(rec["start_ns"])
-        last_epoch, last_start = self._start_ns.get(process, (0, 0))
-        if last_epoch == follow.epoch and last_start and start_ns and start_ns != last_start:
-            # same segment, new process start: an owner that re-used its segment
-            self._start_changes[process] += 1
-        if start_ns:
-            self._start_ns[process] = (follow.epoch, start_ns)
         hb = int(rec["heartbeat_ns"])
         hb_age = (now_ns - hb) / 1e9 if hb else None
         if not int(rec["running"]):
@@ -197,7 +194,7 @@ class ShmReader:
         return self._blocks[process].error
 
     def _restarts(self, process: str) -> int:
-        return self._blocks[process].epoch_changes + self._start_changes[process]
+        return self._blocks[process].restarts
 
     def close(self) -> None:
         for f in self._blocks.values():

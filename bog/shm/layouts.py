@@ -26,7 +26,7 @@ from bog.shm.codes import (
 FIXED = 1_000_000_000  # fixed-point scale of every price and size in shared memory
 DEPTH = 10  # book levels per side in a snapshot
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: header.restarts; process block shm_untrusted_total
 MAGIC = 0x314D4853474F42  # "BOGSHM1" little-endian
 
 # Segment kinds (header.kind)
@@ -52,7 +52,10 @@ SEGMENT_HEADER = np.dtype(
         ("owner_pid", "<i8"),
         ("owner_start_ticks", "<u8"),  # /proc/PID/stat starttime: guards against pid reuse
         ("state", "<u8"),
-        ("pad", "<u8", (9,)),
+        # restarts of the owning process: the supervisor's count under `bog run`, else the
+        # crashed owner's count + 1 when its stale segment is replaced (0 on a clean start)
+        ("restarts", "<u8"),
+        ("pad", "<u8", (8,)),
     ],
     align=True,
 )
@@ -201,6 +204,9 @@ _PROCESS_FIELDS = [
     ("heartbeat_ns", "<i8"),  # housekeeping loop, every ~100 ms
     ("core", "<i8"),  # CPU the process is pinned to, -1 if not pinned
     ("running", "<i8"),  # 1 while in main loop, 0 after clean shutdown
+    # shared-memory segments this process refused to attach, or removed at creation, because
+    # another user owned them or their mode was not 0600 (possible spoofing; each counted once)
+    ("shm_untrusted_total", "<u8"),
 ]
 
 FEED_METRICS = np.dtype(

@@ -162,6 +162,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_ticks_accepted", ENGINE, "ticks_accepted_total", "Snapshots that passed validation"),
     _c("bog_log_events_dropped", ENGINE, "log_events_dropped_total",
        "Hot-path log events lost because the event buffer was full"),
+    _c("bog_shm_untrusted_segments", ENGINE, "shm_untrusted_total",
+       "Shared-memory segments the engine refused or removed: owned by another user or not "
+       "mode 0600 (possible spoofing)"),
     # feed process
     _c("bog_feed_messages", FEED, "messages_total", "Snapshots published by the feed"),
     _c("bog_feed_full_snapshots", FEED, "full_snapshots_total", "Full snapshots published"),
@@ -174,6 +177,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_replay_rows", FEED, "replay_rows_total", "Replay rows read"),
     _c("bog_replay_rows_rejected", FEED, "replay_rows_rejected_total",
        "Replay rows rejected as malformed"),
+    _c("bog_feed_shm_untrusted_segments", FEED, "shm_untrusted_total",
+       "Shared-memory segments the feed removed at start: owned by another user or not "
+       "mode 0600 (possible spoofing)"),
     _h("bog_feed_publish_ns", FEED, "publish_ns", "Feed time to publish one snapshot, ns",
        LATENCY_NS_EDGES),
 )

@@ -6,6 +6,15 @@ If the owner crashed, the segment is left behind with state READY and a dead own
 next owner detects that (pid gone, or pid reused by another process) and replaces it with a
 fresh segment and a new epoch. A live owner's segment is never taken over.
 
+Trust: a segment is only ever attached (or taken over) when it belongs to a trusted user -
+this process's own uid, or the configured ``[process] shm_owner`` (``set_shm_owner``) - and
+has mode 0600, checked with ``fstat`` on the descriptor before anything is mapped. Anything
+else (e.g. a ticks segment another local user created while the feed was restarting, with a
+valid-looking header and fake ticks) is refused with ``UntrustedSegmentError`` ("CRITICAL
+shared memory ... refusing to attach"); ``create`` removes such a squatter when it may (root,
+or the file's owner) and otherwise refuses to start, saying what to remove. Each untrusted
+segment is counted once per process (``untrusted_total``, exported by every process).
+
 posix_ipc is used rather than multiprocessing.shared_memory, whose resource tracker unlinks a
 segment when any process that merely attached to it exits (Python < 3.13).
 """
@@ -15,7 +24,9 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import pwd
 import re
+import stat
 import time
 from dataclasses import dataclass
 
@@ -37,8 +48,75 @@ SHM_DIR = "/dev/shm"
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
+RESTARTS_ENV = "BOG_RESTARTS"  # set by `bog run` for each child: times it restarted it
+SEGMENT_MODE = 0o600
+
+
 class SegmentError(RuntimeError):
     """A segment cannot be created or attached; the message says why and what to do."""
+
+
+class UntrustedSegmentError(SegmentError):
+    """The segment is owned by an untrusted user or its mode is not 0600: possible spoofing.
+
+    ``first`` is True the first time this process meets this segment (log it then)."""
+
+    def __init__(self, msg: str, name: str, uid: int, mode: int, first: bool):
+        super().__init__(msg)
+        self.name, self.uid, self.mode, self.first = name, uid, mode, first
+
+
+# -- trust ----------------------------------------------------------------------------------
+_shm_owner_uid: int | None = None  # [process] shm_owner, resolved (None: own uid only)
+_untrusted_seen: set[tuple] = set()  # (name, inode, uid, mode) of each refused segment
+
+
+def resolve_user(spec: str | int | None) -> int | None:
+    """uid of a user name or number; None for "" / None. Raises SegmentError if unknown."""
+    if spec is None or spec == "":
+        return None
+    if isinstance(spec, int) or str(spec).isdigit():
+        return int(spec)
+    try:
+        return pwd.getpwnam(str(spec)).pw_uid
+    except KeyError:
+        raise SegmentError(f"process.shm_owner = {spec!r}: no such user") from None
+
+
+def set_shm_owner(spec: str | int | None) -> None:
+    """Trust segments of this user as well as our own (``[process] shm_owner``); e.g. root
+    running ``bogctl`` against units that run as ``bog``. "" = only our own uid."""
+    global _shm_owner_uid
+    _shm_owner_uid = resolve_user(spec)
+
+
+def trusted_uids() -> tuple[int, ...]:
+    own = os.geteuid()
+    extra = _shm_owner_uid
+    return (own,) if extra is None or extra == own else (own, extra)
+
+
+def untrusted_total() -> int:
+    """Untrusted segments this process refused or removed (each counted once)."""
+    return len(_untrusted_seen)
+
+
+def _shm_path(name: str) -> str:
+    return os.path.join(SHM_DIR, name.lstrip("/"))
+
+
+def _check_trusted(name: str, st: os.stat_result, trusted: tuple[int, ...]) -> None:
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid in trusted and mode == SEGMENT_MODE:
+        return
+    key = (name, st.st_ino, st.st_uid, mode)
+    first = key not in _untrusted_seen
+    _untrusted_seen.add(key)
+    want = " or ".join(str(u) for u in trusted)
+    raise UntrustedSegmentError(
+        f"CRITICAL shared memory {name} is owned by uid {st.st_uid} mode {mode:04o}, expected "
+        f"uid {want} mode {SEGMENT_MODE:04o}: refusing to attach (possible spoofing; remove "
+        f"it: rm {_shm_path(name)})", name, st.st_uid, mode, first)
 
 
 def validate_instance(instance: str) -> str:
@@ -55,7 +133,10 @@ def segment_name(instance: str, part: str) -> str:
 
 
 def _proc_start_ticks(pid: int) -> int:
-    """Start time of ``pid`` in clock ticks since boot, 0 if the process does not exist."""
+    """Start time of ``pid`` in clock ticks since boot; 0 if there is no such live process
+    (never existed, exited, or a zombie: exited but not yet reaped by its parent)."""
+    if pid <= 0:
+        return 0
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -63,10 +144,13 @@ def _proc_start_ticks(pid: int) -> int:
         return 0
     # comm may contain spaces and parentheses: fields resume after the last ')'
     rest = data[data.rindex(b")") + 2 :].split()
+    if rest[0] in (b"Z", b"X"):  # zombie / dead: its segments are as stale as a crash's
+        return 0
     return int(rest[19])
 
 
 def owner_alive(pid: int, start_ticks: int) -> bool:
+    """True if ``pid`` is a live (not zombie) process that started at ``start_ticks``."""
     return pid > 0 and start_ticks != 0 and _proc_start_ticks(pid) == start_ticks
 
 
@@ -98,6 +182,10 @@ class Segment:
     @property
     def state(self) -> int:
         return int(self.header["state"][0])
+
+    @property
+    def restarts(self) -> int:
+        return int(self.header["restarts"][0])
 
     def replaced_or_closed(self) -> bool:
         """True if the owner closed this segment or a new one now has its name."""
@@ -140,20 +228,57 @@ def _map(shm: posix_ipc.SharedMemory, size: int, writable: bool) -> mmap.mmap:
         shm.close_fd()
 
 
+def _supervised_restarts() -> int | None:
+    """The supervisor's restart count for this process (``$BOG_RESTARTS``), if it set one."""
+    text = os.environ.get(RESTARTS_ENV, "")
+    return int(text) if text.isdigit() else None
+
+
+def _remove_squatter(name: str, e: UntrustedSegmentError) -> None:
+    """Unlink an untrusted segment squatting our name, or refuse to start saying what to do."""
+    try:
+        posix_ipc.unlink_shared_memory(name)
+    except posix_ipc.ExistentialError:
+        return
+    except posix_ipc.PermissionsError:
+        raise UntrustedSegmentError(
+            f"CRITICAL shared memory {name} is owned by uid {e.uid} mode {e.mode:04o}, not by "
+            f"uid {' or '.join(map(str, trusted_uids()))}: cannot remove it (permission "
+            f"denied); possible spoofing: remove it as root (rm {_shm_path(name)}) and start "
+            "again", name, e.uid, e.mode, False) from None
+    log.critical("CRITICAL shared memory %s was owned by uid %d mode %04o, not by a trusted "
+                 "user: removed it (possible spoofing)", name, e.uid, e.mode)
+
+
 def create(name: str, kind: int, body_bytes: int) -> Segment:
     """Create ``name`` owned by this process, replacing a crashed owner's stale segment.
 
-    Raises SegmentError if a live process owns it (e.g. the same service started twice).
+    Raises SegmentError if a live process owns it (e.g. the same service started twice). A
+    segment of an untrusted user (or with a mode other than 0600) is removed with a CRITICAL
+    line, or, when this user may not remove it, refused (UntrustedSegmentError).
+    The header's ``restarts`` is ``$BOG_RESTARTS`` (set by ``bog run``), else the crashed
+    owner's count + 1 when its segment is replaced, else 0.
     """
     size = SEGMENT_HEADER.itemsize + body_bytes
+    restarts = 0
     try:
         existing = attach(name, kind=None, writable=False, wait_ready_s=0)
+    except UntrustedSegmentError as e:
+        _remove_squatter(name, e)
+        existing = None
     except SegmentError:
         existing = None
+        try:  # e.g. another user's 0600 segment we may not even open: a squatter too
+            _check_trusted(name, os.lstat(_shm_path(name)), trusted_uids())
+        except UntrustedSegmentError as e:
+            _remove_squatter(name, e)
+        except FileNotFoundError:
+            pass
     if existing is not None:
         h = existing.header[0]
         pid, start = int(h["owner_pid"]), int(h["owner_start_ticks"])
         state = int(h["state"])
+        restarts = int(h["restarts"]) + 1
         existing.close(unlink=False)
         if state != STATE_CLOSED and owner_alive(pid, start) and pid != os.getpid():
             raise SegmentError(
@@ -167,13 +292,19 @@ def create(name: str, kind: int, body_bytes: int) -> Segment:
             posix_ipc.unlink_shared_memory(name)
         except posix_ipc.ExistentialError:
             pass
+    supervised = _supervised_restarts()
+    if supervised is not None:
+        restarts = supervised
     try:
-        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=size)
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=SEGMENT_MODE, size=size)
     except posix_ipc.ExistentialError as e:
         raise SegmentError(f"shared memory {name} appeared while creating it: {e}") from e
     except posix_ipc.PermissionsError as e:
         raise SegmentError(f"no permission to create shared memory {name}: {e}") from e
-    inode = os.fstat(shm.fd).st_ino
+    st = os.fstat(shm.fd)
+    if stat.S_IMODE(st.st_mode) != SEGMENT_MODE:  # shm_open applies the umask: never widen
+        os.fchmod(shm.fd, SEGMENT_MODE)
+    inode = st.st_ino
     mm = _map(shm, size, writable=True)
     header = np.ndarray((1,), dtype=SEGMENT_HEADER, buffer=mm, offset=0)
     h = header[0]
@@ -184,6 +315,7 @@ def create(name: str, kind: int, body_bytes: int) -> Segment:
     h["owner_pid"] = os.getpid()
     h["owner_start_ticks"] = _proc_start_ticks(os.getpid())
     h["state"] = STATE_INIT
+    h["restarts"] = restarts
     h["magic"] = MAGIC  # last: a reader never sees a valid magic over a half-made header
     return Segment(name, kind, size, mm, True, inode, header)
 
@@ -198,6 +330,8 @@ def attach(name: str, kind: int | None, writable: bool = False, wait_ready_s: fl
                 return seg
             seg.close(unlink=False)
             reason = f"shared memory {name} is not ready"
+        except UntrustedSegmentError:
+            raise  # waiting would not make it trustworthy
         except SegmentError as e:
             reason = str(e)
         if time.monotonic() >= deadline:
@@ -214,9 +348,15 @@ def _attach_once(name: str, kind: int | None, writable: bool) -> Segment:
         raise SegmentError(
             f"permission denied on shared memory {name}: it belongs to another user "
             "(segments are owner-only; run as the user that runs bog)"
-        )
+        ) from None
+    st = os.fstat(shm.fd)
+    try:
+        _check_trusted(name, st, trusted_uids())  # before mapping anything of it
+    except UntrustedSegmentError:
+        shm.close_fd()
+        raise
     size = shm.size
-    inode = os.fstat(shm.fd).st_ino
+    inode = st.st_ino
     if size < SEGMENT_HEADER.itemsize:
         shm.close_fd()
         raise SegmentError(f"shared memory {name} is truncated ({size} bytes)")

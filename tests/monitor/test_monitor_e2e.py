@@ -26,7 +26,7 @@ from monsupport import mon_instance, need, port_free, unlink_all, until
 from test_monitor_assets import dashboard_exprs
 
 from bog.monitor.assets import render
-from bog.process import stop_child
+from bog.process import signal_pid, stop_child
 
 pytestmark = pytest.mark.slow
 
@@ -292,18 +292,18 @@ def test_every_monitor_alert_fires_on_the_real_pipeline(tmp_path):
                 break
             now = time.monotonic()
             if stopped_feed is None and now - t_ready > 2:
-                stopped_feed = runs["down"].pid("feed")
-                os.kill(stopped_feed, signal.SIGSTOP)
+                stopped_feed = runs["down"].pid("feed")  # from /health: checked (> 0, alive)
+                assert signal_pid(stopped_feed, signal.SIGSTOP), stopped_feed
                 stopped_at = now
             if stopped_feed and now - stopped_at > 17:
-                os.kill(stopped_feed, signal.SIGCONT)
+                signal_pid(stopped_feed, signal.SIGCONT)
                 stopped_feed = 0
             if "PositionCorrectionsHigh" not in runs["fills"].fired() and now - last_reset > 2:
                 runs["fills"].ctl("breaker", "reset")  # quote again: next fill drops again
                 last_reset = now
             time.sleep(1)
         if stopped_feed:
-            os.kill(stopped_feed, signal.SIGCONT)
+            signal_pid(stopped_feed, signal.SIGCONT)
         report = {n: sorted(runs[n].fired()) for n in runs}
         print(f"fired after {time.monotonic() - t_ready:.0f} s: {report}")
         for n, r in runs.items():

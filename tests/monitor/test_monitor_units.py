@@ -112,17 +112,20 @@ def test_absent_process_exports_up_zero_and_no_series(setup):
     assert "bog_feed_latency_us" in fams  # the feed still runs
 
 
-def test_restart_counted_from_new_epoch(setup):
+def test_restarts_come_from_the_segment_header(setup, monkeypatch):
     o, st = setup
     assert st.read().procs["engine"].restarts == 0
     o.stop("engine")
     assert st.read().procs["engine"].state == "absent"
+    monkeypatch.setenv("BOG_RESTARTS", "3")  # what `bog run` gives its 4th engine
     o.start("engine")
     r = st.read()
-    assert r.procs["engine"].state == UP and r.procs["engine"].restarts == 1
+    assert r.procs["engine"].state == UP and r.procs["engine"].restarts == 3
     restarts = {s.labels["process"]: s.value
                 for s in families(st)["bog_process_restarts"].samples}
-    assert restarts == {"feed": 0.0, "engine": 1.0}
+    assert restarts == {"feed": 0.0, "engine": 3.0}
+    o.stop("engine")  # down: the last count is kept (a counter never goes down by itself)
+    assert st.read().procs["engine"].restarts == 3
 
 
 def test_stalled_heartbeat_and_crashed_owner(setup):

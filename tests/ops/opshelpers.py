@@ -37,8 +37,9 @@ def require_tools(*tools: str) -> None:
 class Machine:
     """A booted systemd container; ``sh()`` runs a shell command inside it as root."""
 
-    def __init__(self, tmp: Path, name: str, binds: tuple[str, ...] = ()):
-        self.tmp, self.name, self.extra_binds = tmp, name, binds
+    def __init__(self, tmp: Path, name: str, binds: tuple[str, ...] = (),
+                 path: str = PATH_IN_MACHINE):
+        self.tmp, self.name, self.extra_binds, self.path = tmp, name, binds, path
         self.proc: subprocess.Popen | None = None
         self.init_pid = 0
         self.boot_log = tmp / "boot.log"
@@ -47,6 +48,11 @@ class Machine:
         require_tools("systemd-nspawn", "nsenter")
         assert os.geteuid() == 0, "booting a systemd container needs root"
         binds = [f"--bind-ro={ROOT}", f"--bind-ro={self.tmp}:/mnt/bogtest", *self.extra_binds]
+        if (ROOT / ".git").is_file():  # a git worktree: its repository lives elsewhere
+            common = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--git-common-dir"],
+                                    capture_output=True, text=True, timeout=30).stdout.strip()
+            if common:
+                binds.append(f"--bind-ro={(ROOT / common).resolve()}")
         base = Path(sys.base_prefix)
         if not str(base).startswith("/usr"):
             binds.append(f"--bind-ro={base}")
@@ -81,9 +87,12 @@ class Machine:
     def sh(self, cmd: str, check: bool = True, timeout: float = 60.0,
            user: str | None = None) -> subprocess.CompletedProcess:
         inner = cmd if user is None else f"runuser -u {user} -- sh -c {shlex.quote(cmd)}"
-        argv = ["nsenter", "-t", str(self.init_pid), "-a", "env", "-i", f"PATH={PATH_IN_MACHINE}",
+        argv = ["nsenter", "-t", str(self.init_pid), "-a", "env", "-i", f"PATH={self.path}",
                 "HOME=/root", "LANG=C.UTF-8", "sh", "-c", inner]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        # its own session: a `kill 0` (e.g. a pid that came out as 0) cannot reach pytest's
+        # process group
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           start_new_session=True)
         if check:
             assert r.returncode == 0, f"`{cmd}` exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
         return r

@@ -20,7 +20,7 @@ from support import (
 )
 
 from bog.ctl.procs import find_supervisors
-from bog.process import stop_child
+from bog.process import signal_pid, stop_child
 from bog.shm.segment import list_segments
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def local(tmp_path):
     run.instance, run.port, run.tmp, run.env = inst, port, tmp_path, env
     yield run
     for pid in find_supervisors(inst):  # whatever a failed test left running
-        os.kill(pid, signal.SIGTERM)
+        signal_pid(pid, signal.SIGTERM)
     wait_for(lambda: not find_supervisors(inst), 30, what="supervisor gone")
     cleanup_segments(inst)
 

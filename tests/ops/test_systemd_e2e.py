@@ -19,11 +19,15 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import time
+from pathlib import Path
 
 import pytest
 from opshelpers import (
     NUMBA_CACHE,
+    PATH_IN_MACHINE,
+    ROOT,
     VENV,
     Machine,
     require_tools,
@@ -44,6 +48,8 @@ maker_latency_ms = 20.0
 reconcile_every_s = 0.2
 
 [process]
+# the units run as bog; root's bogctl trusts bog's shared memory (else it refuses it)
+shm_owner = "bog"
 housekeeping_ms = 20.0
 # sleep when idle instead of busy-polling: the container shares this machine's two cores
 engine_idle_sleep_us = 200.0
@@ -73,7 +79,11 @@ def status(m: Machine) -> dict:
 
 
 def main_pid(m: Machine, unit: str) -> int:
-    return int(m.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip() or 0)
+    """The unit's MainPID, checked: 0 (no main process) must never reach `kill`."""
+    pid = int(m.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip() or 0)
+    assert pid > 0, (f"{unit} has no main process (MainPID={pid}):\n"
+                     + m.sh(f"systemctl status --no-pager -n 20 {unit}", check=False).stdout)
+    return pid
 
 
 def wait_status(m: Machine, pred, timeout_s: float = 60.0, what: str = "status") -> dict:
@@ -110,6 +120,39 @@ def numba_cache():
     return NUMBA_CACHE
 
 
+# Where the checkout's venv is mounted in the container when the units could not see it
+# where it is (e.g. a checkout under /tmp: PrivateTmp=yes hides it, status=203/EXEC).
+SHIM = "/opt/bog-e2e"
+
+
+def hidden_from_units() -> str | None:
+    """Why the units could not run this checkout's venv where it is, or None."""
+    from bog import units as U
+    from bog.config import load_config
+
+    o = U.UnitOptions(venv=str(VENV), config="/etc/bog/bog.toml", cfg=load_config(None, env={}))
+    try:
+        U.check_visible(o)
+    except U.UnitPathError as e:
+        return str(e)
+    return None
+
+
+def install_shim_venv(m: Machine) -> None:
+    """A venv at SHIM/venv in the container running this checkout, mounted at SHIM/src (and
+    its venv at SHIM/hostvenv): the same Python, bog's sources first on sys.path, then the
+    checkout venv's packages (as a plain path: its editable-install hook, which points at the
+    hidden path, is not run)."""
+    site = Path(sysconfig.get_paths()["purelib"]).relative_to(VENV)
+    m.sh(f"{VENV_PYTHON} -m venv --without-pip {SHIM}/venv")
+    m.sh(f"printf '%s\\n' {SHIM}/src {SHIM}/hostvenv/{site} > {SHIM}/venv/{site}/bog-e2e.pth")
+    for exe, module in (("bog", "bog.cli"), ("bogctl", "bog.ctl")):
+        m.sh(f"printf '#!{SHIM}/venv/bin/python\\nimport sys\\nfrom {module} import main\\n"
+             f"sys.exit(main())\\n' > {SHIM}/venv/bin/{exe} && chmod 755 {SHIM}/venv/bin/{exe}")
+    r = m.sh(f"cd / && {SHIM}/venv/bin/python -c 'import bog; print(bog.__file__)'")
+    assert r.stdout.strip() == f"{SHIM}/src/bog/__init__.py", r.stdout + r.stderr
+
+
 @pytest.fixture(scope="module")
 def m(tmp_path_factory, numba_cache):
     require_tools("systemd-nspawn", "nsenter", "systemd-analyze", "runuser",
@@ -117,9 +160,22 @@ def m(tmp_path_factory, numba_cache):
                   "perf", "curl", "ss", "top", "taskset", "pgrep", "git")
     tmp = tmp_path_factory.mktemp("machine")
     (tmp / "bog.toml").write_text(CONFIG)
-    machine = Machine(tmp, f"bog-e2e-{os.getpid()}", binds=(f"--bind-ro={NUMBA_CACHE}:/mnt/numba",))
+    binds = [f"--bind-ro={NUMBA_CACHE}:/mnt/numba"]
+    path = PATH_IN_MACHINE
+    hidden = hidden_from_units()
+    if hidden:  # run the units from a visible mount of this checkout instead
+        binds += [f"--bind-ro={ROOT}:{SHIM}/src", f"--bind-ro={VENV}:{SHIM}/hostvenv"]
+        path = f"{SHIM}/venv/bin:" + path
+    machine = Machine(tmp, f"bog-e2e-{os.getpid()}", binds=tuple(binds), path=path)
     try:
         machine.boot()
+        if hidden:
+            print(f"e2e: this checkout's venv is hidden from the units ({hidden}); running "
+                  f"them from a venv at {SHIM}/venv over a read-only mount of it instead")
+            install_shim_venv(machine)
+            # numba's cache is per source path: warm it for the mounted sources
+            machine.sh(f"mkdir -p /var/cache/bog && NUMBA_CACHE_DIR=/var/cache/bog/numba "
+                       f"{SHIM}/venv/bin/python -m bog.warmup", timeout=600)
         machine.sh("mkdir -p /etc/bog && cp /mnt/bogtest/bog.toml /etc/bog/ "
                    "&& chmod 644 /etc/bog/bog.toml")
         r = machine.sh(f"bogctl install-units --watchdog-sec {WATCHDOG_S}")
@@ -130,7 +186,8 @@ def m(tmp_path_factory, numba_cache):
             machine.sh("chmod 755 /root")
             r = machine.sh(f"bogctl install-units --watchdog-sec {WATCHDOG_S}")
         assert "warning" not in r.stderr, r.stderr
-        machine.sh("mkdir -p /var/cache/bog && cp -a /mnt/numba /var/cache/bog/numba")
+        if not hidden:
+            machine.sh("mkdir -p /var/cache/bog && cp -a /mnt/numba /var/cache/bog/numba")
         machine.sh("systemctl start bog-trading.target", timeout=240)
         yield machine
     finally:

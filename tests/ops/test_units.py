@@ -6,8 +6,10 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from opshelpers import ROOT, VENV, require_tools
 
 from bog import units as U
@@ -101,25 +103,85 @@ def test_protect_home_and_exec_quoting(tmp_path):
     assert "ProtectHome=read-only" in home
 
 
+def test_hidden_paths_follow_the_units_own_sandboxing(tmp_path):
+    o = U.UnitOptions(venv="/opt/bog/venv", config="/etc/bog/bog.toml",
+                      cfg=load_config(None, env={}))
+    feed = U.render_units(o)[f"{U.UNIT_DIR}/bog-feed.service"]
+    assert U.hidden_paths(feed) == {"/tmp": "PrivateTmp=yes", "/var/tmp": "PrivateTmp=yes",
+                                    "/home": "ProtectHome=yes", "/root": "ProtectHome=yes",
+                                    "/run/user": "ProtectHome=yes"}
+    home = unit(tmp_path, "bog-feed.service", venv="/home/ops/venv")  # ProtectHome=read-only
+    assert set(U.hidden_paths(home)) == {"/tmp", "/var/tmp"}
+    extra = feed + "InaccessiblePaths=-/srv/secret\nTemporaryFileSystem=/var/lib/x:ro\n"
+    assert {"/srv/secret", "/var/lib/x"} <= set(U.hidden_paths(extra))
+
+
+def fake_venv(parent: Path) -> Path:
+    """A directory that passes for a venv: bin/bog, and bin/python -> this Python."""
+    v = parent / "venv"
+    (v / "bin").mkdir(parents=True)
+    (v / "bin" / "bog").write_text("#!/bin/sh\n")
+    (v / "bin" / "python").symlink_to(sys.executable)
+    return v
+
+
+def test_install_units_refuses_a_venv_or_config_the_units_cannot_see(tmp_path):
+    # tmp_path is under /tmp: the units' PrivateTmp=yes hides it (a checkout under /tmp gave
+    # status=203/EXEC at every start)
+    venv = fake_venv(tmp_path)
+    r = bogctl("install-units", "--prefix", str(tmp_path / "out"), "--venv", str(venv),
+               "--config", "/etc/bog/bog.toml")
+    assert r.returncode == 2 and not (tmp_path / "out").exists(), r.stderr
+    assert r.stderr.startswith(
+        f"bogctl install-units: the venv {venv} is under /tmp, which the units hide "
+        "(PrivateTmp=yes in bog-feed.service): the services would fail to start "
+        "(status=203/EXEC); install bog where they can see it"), r.stderr
+    with tempfile.TemporaryDirectory(dir="/run") as d:  # visible to the units
+        ok = fake_venv(Path(d))
+        r = bogctl("install-units", "--prefix", str(tmp_path / "out2"), "--venv", str(ok),
+                   "--config", str(tmp_path / "bog.toml"))
+        assert r.returncode == 2 and r.stderr.startswith(
+            f"bogctl install-units: the config {tmp_path / 'bog.toml'} is under /tmp, which "
+            "the units hide (PrivateTmp=yes in bog-feed.service): put the config where they "
+            "can read it"), r.stderr
+        r = bogctl("install-units", "--prefix", str(tmp_path / "out3"), "--venv", str(ok),
+                   "--config", "/etc/bog/bog.toml")
+        assert r.returncode == 0, r.stderr
+
+
 def bogctl(*args, **kw):
     return subprocess.run([sys.executable, "-m", "bog.ctl", *args], capture_output=True,
                           text=True, **kw)
 
 
-def test_bogctl_install_units_prefix_print_and_errors(tmp_path):
+@pytest.fixture
+def venv():
+    """This checkout's venv, or a stand-in when the units could not see it (a checkout under
+    /tmp: install-units refuses it, tested above)."""
+    try:
+        U.check_visible(U.UnitOptions(venv=str(VENV), config="/etc/bog/bog.toml",
+                                      cfg=load_config(None, env={})))
+        yield VENV
+    except U.UnitPathError:
+        with tempfile.TemporaryDirectory(dir="/run") as d:
+            yield fake_venv(Path(d))
+
+
+def test_bogctl_install_units_prefix_print_and_errors(tmp_path, venv):
     r = bogctl("install-units", "--prefix", str(tmp_path), "--config", "/etc/bog/x.toml",
-               "--instance", "p2", "--json")
+               "--instance", "p2", "--json", "--venv", str(venv))
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert len(doc["written"]) == 6 and doc["warnings"] == []  # no reload under a prefix
     text = (tmp_path / "etc/systemd/system/bog-engine.service").read_text()
-    assert f"ExecStart={VENV}/bin/bog engine --instance p2 --config /etc/bog/x.toml" in text
+    assert f"ExecStart={venv}/bin/bog engine --instance p2 --config /etc/bog/x.toml" in text
     assert (tmp_path / "etc/sysusers.d/bog.conf").read_text().splitlines()[-1].startswith("u bog ")
-    r = bogctl("install-units", "--print", "--prefix", str(tmp_path / "none"))
+    r = bogctl("install-units", "--print", "--prefix", str(tmp_path / "none"), "--venv",
+               str(venv))
     assert r.returncode == 0 and "### etc/systemd/system/bog-trading.target" in r.stdout
     assert not (tmp_path / "none").exists()
     r = bogctl("install-units", "--prefix", str(tmp_path), "--venv", str(tmp_path / "novenv"))
     assert r.returncode == 2 and "bin/bog not found" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "file").write_text("")
-    r = bogctl("install-units", "--prefix", str(tmp_path / "file"))
+    r = bogctl("install-units", "--prefix", str(tmp_path / "file"), "--venv", str(venv))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
