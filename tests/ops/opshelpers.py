@@ -153,13 +153,18 @@ def run_runbook_block(m: Machine, cmds: list[str], allow_fail: tuple[str, ...] =
     """Run each command; each must be valid (exit 0, or 1 = nothing found / degraded).
 
     ``allow_fail``: substrings of commands expected to fail in this state (e.g. curl to a
-    stopped monitor). Returns command -> CompletedProcess."""
+    stopped monitor). Returns command -> CompletedProcess; a command run again in the block is
+    keyed ``cmd#2``, ``cmd#3``, ... so no result hides another."""
     results = {}
     for cmd in cmds:
         follow = " -f" in cmd and ("journalctl" in cmd or "bogctl logs" in cmd)
         run = f"timeout 3 {cmd}" if follow else cmd
         r = m.sh(run, check=False, timeout=90)
-        results[cmd] = r
+        key, n = cmd, 1
+        while key in results:
+            n += 1
+            key = f"{cmd}#{n}"
+        results[key] = r
         text = r.stdout + r.stderr
         expected = any(a in cmd for a in allow_fail)
         assert not _USAGE.search(text) or expected, f"`{cmd}` looks broken:\n{text}"

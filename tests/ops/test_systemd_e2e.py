@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -298,8 +299,14 @@ def test_sigkill_engine_systemd_restarts_it_with_position_intact(m):
            "ProcessDown firing")
     err = m.sh("journalctl -u 'bog-*' -p err --no-pager -o cat").stdout
     assert "ProcessDown" in err and "INFO " not in err and "WARNING " not in err
-    res = runbook(m, "Feed or engine down", allow_fail=("systemctl status",))
-    assert "feed     DOWN" in res["bogctl status"].stdout or "bog-feed" in res["bogctl status"].stdout
+    res = runbook(m, "Feed or engine down", allow_fail=("systemctl status", "bogctl status"))
+    # the runbook's first `bogctl status` shows the feed down, the last one (after
+    # `bogctl start`) shows everything up again
+    first, last = res["bogctl status"], res["bogctl status#2"]
+    assert re.search(r"^  feed +DOWN", first.stdout, re.M), first.stdout
+    assert first.returncode == 2 and "! feed is down" in first.stdout, first.stdout
+    assert re.search(r"^  feed +up +pid", last.stdout, re.M), last.stdout
+    assert last.returncode in (0, 1) and "feed is down" not in last.stdout, last.stdout
     assert m.sh("systemctl is-active bog-feed").stdout.strip() == "active"  # `bogctl start`
 
 
