@@ -125,6 +125,7 @@ def _error_cases(tmp_path):
     (tmp_path / "cfgdir").mkdir()
     (tmp_path / "bad_log.toml").write_text('[process]\nlog_dir = "/proc/bog-nope"\n')
     (tmp_path / "afile").write_text("")
+    (tmp_path / "logs2" / "bog.log").mkdir(parents=True)  # the log file cannot be opened
     every = ("feed", "engine", "monitor", "run", "bogctl")
     procs = ("feed", "engine", "monitor", "run")
     return {
@@ -134,6 +135,9 @@ def _error_cases(tmp_path):
                         "BOG_LOG_DIR=/proc/bog-nope: cannot create the log directory", procs),
         "log_dir_file": (None, {"BOG_LOG_DIR": str(tmp_path / "afile")},
                          "BOG_LOG_DIR=", procs),
+        "log_file": (None, {"BOG_LOG_DIR": str(tmp_path / "logs2")},
+                     f"log file {tmp_path / 'logs2' / 'bog.log'} (BOG_LOG_DIR or process.log_dir)"
+                     ": Is a directory", procs),
         "log_dir_key": ("bad_log.toml", {"BOG_LOG_DIR": None},
                         "process.log_dir = '/proc/bog-nope' (bad_log.toml): cannot create", procs),
         "state_dir": (None, {"BOG_STATE_DIR": "/proc/bog-nope"},
@@ -144,8 +148,8 @@ def _error_cases(tmp_path):
     }
 
 
-CASES = ("non_utf8", "directory", "log_dir_env", "log_dir_file", "log_dir_key", "state_dir",
-         "misspelled")
+CASES = ("non_utf8", "directory", "log_dir_env", "log_dir_file", "log_file", "log_dir_key",
+         "state_dir", "misspelled")
 
 
 @pytest.mark.parametrize("case", CASES)
