@@ -96,11 +96,13 @@ def _stop_feed(pl, blk, detaches: int) -> int:
 
 
 def _assert_invariant(pl, published: int):
-    # the engine's housekeeping exports the sum of heads; wait until it has run after leaving
-    wait_for(lambda: int(pl.metrics()["ring_published_total"]) == published, 10,
-             what=f"ring_published_total == {published}")
+    # the engine's housekeeping exports the sum of ring heads and its backlog: wait until it
+    # has seen the whole ring and read (or counted) all of it
+    def settled():
+        m = pl.metrics()
+        return (int(m["ring_published_total"]), int(m["ring_backlog_ticks"])) == (published, 0)
+    wait_for(settled, 10, what=f"ring_published_total == {published}, no backlog")
     m = pl.metrics()
-    assert int(m["ring_backlog_ticks"]) == 0
     parts = {k: int(m[k]) for k in ("ticks_total", "ring_lost_ticks_total",
                                      "ticks_skipped_at_attach_total")}
     assert _accounted(m) == published, f"published {published} != {parts}"

@@ -463,12 +463,18 @@ class EngineService(Service):
             log.info("reconciliation requested by bogctl")
             self.reconcile()
 
-    def _check_feed(self) -> None:
+    def _export_ring_position(self) -> int:
+        """Tick accounting gauges (docs/monitoring.md); returns the unread backlog."""
         st, m = self.state[0], self.metrics.m[0]
         head = int(self.ring.ctrl[RING_HEAD])
         unread = max(head - int(st["next_pos"]), 0)
         m["ring_published_total"] = int(st["published_before"]) + head
         m["ring_backlog_ticks"] = unread
+        return unread
+
+    def _check_feed(self) -> None:
+        st = self.state[0]
+        unread = self._export_ring_position()
         seg = self.ring.segment
         if seg is not None and not seg.replaced_or_closed():
             self._ring_drain = None
@@ -483,6 +489,7 @@ class EngineService(Service):
                 return
         self._ring_drain = None
         self._attach_feed(first=False)
+        self._export_ring_position()
 
     def _leave_ring(self) -> None:
         """Account for the current ring's positions before it is swapped (kernel parked)."""
