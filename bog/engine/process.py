@@ -529,8 +529,8 @@ class EngineService(Service):
         self._unpark_hot()
         if old.segment is not None:
             old.close(unlink=False)
-        log.info("attached to feed ring %s (capacity %d) at its newest snapshot; %d ticks "
-                 "published before skipped", self.names.ticks, ring.capacity, skipped)
+        log.info("attached to feed ring %s (capacity %d) at its newest snapshot; skipped the "
+                 "%d ticks published before it", self.names.ticks, ring.capacity, skipped)
 
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:
