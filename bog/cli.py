@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bog.config import Config, ConfigError, load_config, with_overrides
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         validate_instance(args.instance)
         cfg = config_from_args(args)
         set_shm_owner(cfg.process.shm_owner)
+        if args.cmd in ("run", "feed", "engine", "monitor"):
+            _check_dirs(cfg, args)
     except (ConfigError, SegmentError) as e:
         print(f"bog {args.cmd}: {e}", file=sys.stderr)
         return 2
@@ -158,9 +161,50 @@ def _service(cls, cfg: Config, args) -> int:
 
 
 def _log_dir(cfg: Config) -> str | None:
-    import os
-
     return os.environ.get("BOG_LOG_DIR", cfg.process.log_dir) or None
+
+
+def _check_dirs(cfg: Config, args) -> None:
+    """Create the log and journal directories now, so a bad one is a one-line error naming
+    the variable or key it came from (not a traceback, nor a failure deep in start-up)."""
+    from bog.log import journald_stderr
+
+    log_dir = _log_dir(cfg)
+    if log_dir and not journald_stderr():
+        origin = ("BOG_LOG_DIR=" + log_dir if "BOG_LOG_DIR" in os.environ else
+                  _key_origin("process", "log_dir", log_dir, args))
+        _ensure_dir(log_dir, origin, "log")
+    if args.cmd in ("run", "engine"):
+        # the engine's journal_path(): $BOG_STATE_DIR or execution.journal_dir, / instance
+        base = os.environ.get("BOG_STATE_DIR") or cfg.execution.journal_dir
+        origin = ("BOG_STATE_DIR=" + base if os.environ.get("BOG_STATE_DIR") else
+                  _key_origin("execution", "journal_dir", base, args))
+        _ensure_dir(os.path.join(base, args.instance), origin, "journal")
+
+
+def _key_origin(section: str, key: str, value: str, args) -> str:
+    var = f"BOG_{section.upper()}_{key.upper()}"
+    if var in os.environ:
+        return f"{var}={value}"
+    where = args.config or "default"
+    return f"{section}.{key} = {value!r} ({where})"
+
+
+def _ensure_dir(path: str, origin: str, what: str) -> None:
+    """Create ``path`` and missing parents owner-only (as the journal and log do)."""
+    from bog.engine.journal import _make_private_dirs
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{origin}: the {what} directory {path} is not a directory")
+    try:
+        _make_private_dirs(path)
+    except OSError as e:
+        raise ConfigError(f"{origin}: cannot create the {what} directory {path}: "
+                          f"{e.strerror or e}") from None
+    if not os.path.isdir(path):  # a file in the way of a parent
+        raise ConfigError(f"{origin}: cannot create the {what} directory {path}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{origin}: the {what} directory {path} is not writable")
 
 
 if __name__ == "__main__":

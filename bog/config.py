@@ -6,11 +6,14 @@ unknown key or a value out of range with a message naming the key, the value and
 
 Environment overrides (the guide's knobs): MAX_POSITION, MAX_DAILY_LOSS, FILL_QUEUE_SIZE,
 SPREAD_BPS, ORDER_SIZE, and BOG_<SECTION>_<KEY> for any key (e.g. BOG_FEED_RATE_PER_S=500).
+Any other BOG_* variable that is not one of ``ENV_OTHER`` is refused (a misspelled override
+must not be silently ignored), naming the closest valid one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -180,6 +183,37 @@ ENV_SHORTCUTS = {
 }
 
 
+# BOG_* variables that are not config overrides (read elsewhere in bog or its tests)
+ENV_OTHER = {
+    "BOG_STATE_DIR": "journal directory (instead of execution.journal_dir)",
+    "BOG_LOG_DIR": "log directory (instead of process.log_dir)",
+    "BOG_LOG_JSON": "1: JSON log lines",
+    "BOG_LOG_STDERR": "0: log to the file only",
+    "BOG_INSTANCE": "bogctl's default --instance",
+    "BOG_CONFIG": "bogctl's default --config",
+    "BOG_TEST_NUMBA_CACHE": "tests: numba cache of the systemd tests",
+}
+
+
+def env_overrides() -> dict[str, tuple[str, str]]:
+    """Every environment override: variable -> (section, key)."""
+    out = dict(ENV_SHORTCUTS)
+    for sec, cls in _section_types().items():
+        for f in fields(cls):
+            out[f"BOG_{sec.upper()}_{f.name.upper()}"] = (sec, f.name)
+    return out
+
+
+def _check_unknown_env(env: dict[str, str], overrides: dict) -> None:
+    for var in sorted(env):
+        if var.startswith("BOG_") and var not in overrides and var not in ENV_OTHER:
+            known = [v for v in (*overrides, *ENV_OTHER) if v.startswith("BOG_")]
+            close = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
+            hint = (f"did you mean {close[0]}?" if close else
+                    "overrides are BOG_<SECTION>_<KEY> for the keys 'bog config-defaults' prints")
+            raise ConfigError(f"unknown setting {var}; {hint}")
+
+
 def _coerce(section: str, f: dataclasses.Field, value: Any, source: str):
     key = f"{section}.{f.name}"
     want = f.type if isinstance(f.type, type) else {"float": float, "int": int, "str": str,
@@ -229,10 +263,8 @@ def build_config(data: dict, env: dict[str, str] | None = None, source: str = "c
             if k not in known:
                 raise ConfigError(f"unknown key {sec}.{k} ({source})")
             values[sec][k] = _coerce(sec, known[k], v, source)
-    overrides = {name: target for name, target in ENV_SHORTCUTS.items()}
-    for sec, cls in sections.items():
-        for f in fields(cls):
-            overrides[f"BOG_{sec.upper()}_{f.name.upper()}"] = (sec, f.name)
+    overrides = env_overrides()
+    _check_unknown_env(env, overrides)
     for var, (sec, key) in overrides.items():
         if var in env:
             f = {f.name: f for f in fields(sections[sec])}[key]
@@ -274,11 +306,17 @@ def load_config(path: str | None = None, env: dict[str, str] | None = None) -> C
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found")
+            raise ConfigError(f"config file {path} not found") from None
         except PermissionError:
-            raise ConfigError(f"config file {path}: permission denied")
+            raise ConfigError(f"config file {path}: permission denied") from None
+        except UnicodeDecodeError as e:
+            line = e.object[:e.start].count(b"\n") + 1
+            raise ConfigError(f"config file {path} is not valid UTF-8 (line {line}: byte "
+                              f"{e.object[e.start]:#04x})") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}")
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        except OSError as e:  # a directory, an I/O error, ...
+            raise ConfigError(f"config file {path}: {e.strerror or e}") from None
     return build_config(data, env, source)
 
 

@@ -236,11 +236,16 @@ def setup_logging(process: str, instance: str, market: str = "-", log_dir: str |
         err.addFilter(ctx)
         root.addHandler(err)
     if log_dir and not journald:
-        os.makedirs(log_dir, mode=0o700, exist_ok=True)
         path = os.path.join(log_dir, "bog.log")
         old = os.umask(0o077)
         try:
+            os.makedirs(log_dir, mode=0o700, exist_ok=True)
             fh = SharedRotatingFileHandler(path)
+        except OSError as e:  # a one-line error for the command line, not a traceback
+            from bog.config import ConfigError
+
+            raise ConfigError(f"log file {path} (BOG_LOG_DIR or process.log_dir): "
+                              f"{e.strerror or e}") from None
         finally:
             os.umask(old)
         fh.setFormatter(fmt_cls(False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -78,3 +79,88 @@ def test_processes_refuse_bad_config_with_one_line_error(tmp_path, cmd):
     assert r.returncode == 2
     assert "risk.max_daily_loss_usd = -5.0" in r.stderr and "allowed range" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_unreadable_config_files_give_clear_errors(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b"[feed]\nrate_per_s = 5  # caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.toml is not valid UTF-8 \(line 2: byte 0xe9\)"):
+        load_config(str(bad), env={})
+    with pytest.raises(ConfigError, match=r"config file .*: Is a directory"):
+        load_config(str(tmp_path), env={})
+
+
+def test_misspelled_environment_override_is_refused_with_the_closest_name():
+    with pytest.raises(ConfigError) as e:
+        build_config({}, env={"BOG_FEED_RATE": "5"})
+    assert str(e.value) == "unknown setting BOG_FEED_RATE; did you mean BOG_FEED_RATE_PER_S?"
+    with pytest.raises(ConfigError, match=r"unknown setting BOG_RISK_MAX_POSITION; did you mean "
+                                          r"BOG_RISK_MAX_POSITION_BTC\?"):
+        build_config({}, env={"BOG_RISK_MAX_POSITION": "2"})
+    with pytest.raises(ConfigError, match=r"unknown setting BOG_XYZZY; overrides are "):
+        build_config({}, env={"BOG_XYZZY": "1"})
+    # bog's other variables, the overrides and non-BOG_ variables are fine
+    env = {"BOG_STATE_DIR": "/s", "BOG_LOG_DIR": "/l", "BOG_LOG_JSON": "1", "BOG_LOG_STDERR": "0",
+           "BOG_INSTANCE": "x", "BOG_CONFIG": "/c", "BOG_FEED_RATE_PER_S": "5",
+           "FEED_RATE": "7", "BOGUS": "1"}
+    assert build_config({}, env=env).feed.rate_per_s == 5.0
+
+
+def _cli(argv: list[str], tmp_path, extra_env: dict, timeout: float = 60.0):
+    """The real command line in a subprocess, with only the test's BOG_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOG_")
+           and k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+    env.update({"BOG_STATE_DIR": str(tmp_path / "state"), "BOG_LOG_DIR": str(tmp_path / "logs")})
+    env.update(extra_env)
+    for k in [k for k, v in env.items() if v is None]:
+        del env[k]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=timeout)
+
+
+# Each case: files to write, config path, environment, the name the error must contain, and
+# the commands it applies to (journal directory: only what runs the engine; bogctl makes none).
+def _error_cases(tmp_path):
+    (tmp_path / "latin1.toml").write_bytes(b"[feed]\nrate_per_s = 5  # caf\xe9\n")
+    (tmp_path / "cfgdir").mkdir()
+    (tmp_path / "bad_log.toml").write_text('[process]\nlog_dir = "/proc/bog-nope"\n')
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "logs2" / "bog.log").mkdir(parents=True)  # the log file cannot be opened
+    every = ("feed", "engine", "monitor", "run", "bogctl")
+    procs = ("feed", "engine", "monitor", "run")
+    return {
+        "non_utf8": ("latin1.toml", {}, "latin1.toml is not valid UTF-8", every),
+        "directory": ("cfgdir", {}, "cfgdir: Is a directory", every),
+        "log_dir_env": (None, {"BOG_LOG_DIR": "/proc/bog-nope"},
+                        "BOG_LOG_DIR=/proc/bog-nope: cannot create the log directory", procs),
+        "log_dir_file": (None, {"BOG_LOG_DIR": str(tmp_path / "afile")},
+                         "BOG_LOG_DIR=", procs),
+        "log_file": (None, {"BOG_LOG_DIR": str(tmp_path / "logs2")},
+                     f"log file {tmp_path / 'logs2' / 'bog.log'} (BOG_LOG_DIR or process.log_dir)"
+                     ": Is a directory", procs),
+        "log_dir_key": ("bad_log.toml", {"BOG_LOG_DIR": None},
+                        "process.log_dir = '/proc/bog-nope' (bad_log.toml): cannot create", procs),
+        "state_dir": (None, {"BOG_STATE_DIR": "/proc/bog-nope"},
+                      "BOG_STATE_DIR=/proc/bog-nope: cannot create the journal directory",
+                      ("engine", "run")),
+        "misspelled": (None, {"BOG_FEED_RATE": "5"},
+                       "unknown setting BOG_FEED_RATE; did you mean BOG_FEED_RATE_PER_S?", every),
+    }
+
+
+CASES = ("non_utf8", "directory", "log_dir_env", "log_dir_file", "log_file", "log_dir_key",
+         "state_dir", "misspelled")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_errors_are_one_line_naming_the_setting_without_traceback(tmp_path, instance,
+                                                                         case):
+    cfg, env, name, commands = _error_cases(tmp_path)[case]
+    for cmd in commands:
+        argv = ([sys.executable, "-m", "bog.ctl", "status"] if cmd == "bogctl" else
+                [sys.executable, "-m", "bog.cli", cmd])
+        argv += ["--instance", instance] + (["--config", cfg] if cfg else [])
+        r = _cli(argv, tmp_path, env, timeout=30)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and "Traceback" not in r.stderr, (cmd, r.stderr[-2000:])
+        assert len(lines) == 1 and name in lines[0], (cmd, r.stderr[-2000:])

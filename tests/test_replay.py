@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -239,6 +240,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "garbage": (tmp / "garbage.bin", "bad header"),
         "all_rejected": (tmp / "all_bad.csv", "all 1 rows rejected (first: line 2: crossed book"),
         "truncated_gzip": (tmp / "broken.csv.gz", "cannot read replay file"),
+        "device": (Path("/dev/null"), "is a character device, not a regular file"),
         **_bad_record_files(tmp),
     }
 
@@ -349,20 +351,34 @@ def test_bad_replay_files_fail_the_feed_with_one_clear_line(tmp_path, pipeline_f
     files = tmp_path / "files"
     files.mkdir()
     cases = {k: v for k, v in _bad_files(files).items()
-             if k in ("missing", "empty", "directory", "bad_header", "all_rejected", "version")}
+             if k in ("missing", "empty", "directory", "bad_header", "all_rejected", "version",
+                      "device")}
+    # a FIFO is refused without being opened: opening one blocks until a writer comes (the
+    # feed used to hang there for ever, deaf to SIGTERM). Only here, in a subprocess with a
+    # timeout, never in-process.
+    os.mkfifo(files / "pipe.csv", 0o600)
+    cases["fifo"] = (files / "pipe.csv", "is a FIFO (named pipe), not a regular file")
     runs = {}
-    for name, (path, message) in cases.items():
-        pl = pipeline_factory(sub=name)
-        argv = pl.argv("feed", "--feed", "replay", "--replay-file", str(path), "--speed", "max")
-        runs[name] = (pl, subprocess.Popen(argv, env=pl.env, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True), message, path)
-    for name, (pl, proc, message, path) in runs.items():
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 1, (name, err)
-        assert "Traceback" not in err + out, (name, err)
-        failed = [line for line in err.splitlines() if "bog-feed failed to start:" in line]
-        assert len(failed) == 1 and message in failed[0] and str(path) in failed[0], (name, err)
-        assert list_segments(pl.instance) == [], name
+    try:
+        for name, (path, message) in cases.items():
+            pl = pipeline_factory(sub=name)
+            argv = pl.argv("feed", "--feed", "replay", "--replay-file", str(path), "--speed",
+                           "max")
+            runs[name] = (pl, subprocess.Popen(argv, env=pl.env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True), message, path)
+        for name, (pl, proc, message, path) in runs.items():
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 1, (name, err)
+            assert "Traceback" not in err + out, (name, err)
+            failed = [line for line in err.splitlines() if "bog-feed failed to start:" in line]
+            assert len(failed) == 1 and message in failed[0] and str(path) in failed[0], \
+                (name, err)
+            assert list_segments(pl.instance) == [], name
+    finally:
+        for _pl, proc, _m, _p in runs.values():
+            if proc.poll() is None:  # only our own child, still running after a failure
+                proc.kill()
+                proc.wait(10)
 
 
 def _feed_metrics(pl):

@@ -164,6 +164,7 @@ ENGINE_PARAMS = np.dtype(
 ENGINE_STATE = np.dtype(
     [
         ("next_pos", "<i8"),  # next ticks-ring position to read
+        ("published_before", "<i8"),  # sum of the final heads of the rings left (ring_detach)
         ("last_seq", "<i8"),
         ("have_seq", "<i8"),
         ("last_tick_ns", "<i8"),  # local time of the last new snapshot
@@ -242,6 +243,38 @@ def make_state() -> np.ndarray:
     st[0]["next_order_id"] = 1
     st[0]["next_fill_id"] = 1
     return st
+
+
+# ---- tick accounting ------------------------------------------------------------------------
+# Every position of every ticks ring the engine attaches to is counted exactly once: read
+# (ticks_total), lost (overwritten before it was read, or still unread when the ring was left)
+# or skipped at attach (published before the engine attached). The read position only jumps on
+# these paths, each of which counts what it jumps over: ``ring_attach`` and ``ring_detach``
+# below (Python thread, kernel parked) and the overrun resync in ``engine_run``; so whenever
+# the engine has caught up, published (sum of heads) = ticks + lost + skipped.
+
+
+def ring_attach(st_arr, m_arr, head: int) -> int:
+    """Start reading a ticks ring whose head is ``head`` at its newest snapshot; the earlier
+    positions are counted as skipped. Returns their number. Only with the kernel parked."""
+    st, m = st_arr[0], m_arr[0]
+    start = max(int(head) - 1, 0)
+    st["next_pos"] = start
+    st["have_seq"] = 0  # a new ring (or feed epoch): sequence tracking starts over
+    m["ticks_skipped_at_attach_total"] += start
+    return start
+
+
+def ring_detach(st_arr, m_arr, head: int) -> int:
+    """Leave the current ticks ring, whose final head is ``head``: positions not read yet are
+    counted as lost, the head joins ``published_before``. Returns the number lost. Only with
+    the kernel parked."""
+    st, m = st_arr[0], m_arr[0]
+    unread = max(int(head) - int(st["next_pos"]), 0)
+    m["ring_lost_ticks_total"] += unread
+    st["published_before"] += int(head)
+    st["next_pos"] = 0
+    return unread
 
 
 class Buffers:
@@ -782,7 +815,9 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 cpu_relax()
                 continue
             if status != READ_OK:
-                continue  # lapped while copying: the overrun branch resyncs
+                # lapped while copying: position next_pos + cap is (being) published, so the
+                # head passes next_pos + cap and the overrun branch counts and resyncs
+                continue
             st.next_pos += 1
             t0 = clock_ns(CLOCK_REALTIME)
             apply_mailbox(st, m, orders, events, mb, t0)
@@ -792,6 +827,10 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 m.log_events_dropped_total = events[EVC_DROPPED]
                 return n
         else:
+            # caught up (next_pos == head): every published position must be accounted for
+            m.ring_unaccounted_ticks = (st.published_before + head - np.int64(m.ticks_total)
+                                        - np.int64(m.ring_lost_ticks_total)
+                                        - np.int64(m.ticks_skipped_at_attach_total))
             now = clock_ns(CLOCK_REALTIME)
             apply_mailbox(st, m, orders, events, mb, now)
             idle(st, p, m, orders, events, now)

@@ -55,6 +55,7 @@ from bog.shm.layouts import (
     REJECT_REASONS,
     RING_CAPACITY,
     RING_CTRL_WORDS,
+    RING_HEAD,
     TICK_SLOT_WORDS,
     VOLUME_USD_EDGES,
 )
@@ -86,6 +87,7 @@ class _NoFeed:
 
 
 DRAIN_PERIOD_S = 0.001  # main thread: fill queue and event buffer polling
+RING_DRAIN_STUCK_S = 1.0  # a closed feed ring is read to its end unless no progress this long
 FOREVER_NS = 1 << 62
 
 
@@ -177,6 +179,7 @@ class EngineService(Service):
 
         self.ring = _NoFeed()
         self.feed_epoch = 0
+        self._ring_drain = None  # (read position, since) while reading a closed ring to its end
         # compile (or load from numba's cache) before attaching and declaring ready
         self._run_kernel(0)
         self._attach_feed(first=True)
@@ -656,9 +659,40 @@ class EngineService(Service):
             self.reconcile()
             c["reconcile_applied"] = rq
 
+    def _export_ring_position(self) -> int:
+        """Tick accounting gauges (docs/monitoring.md); returns the unread backlog."""
+        st, m = self.state[0], self.metrics.m[0]
+        head = int(self.ring.ctrl[RING_HEAD])
+        unread = max(head - int(st["next_pos"]), 0)
+        m["ring_published_total"] = int(st["published_before"]) + head
+        m["ring_backlog_ticks"] = unread
+        return unread
+
     def _check_feed(self) -> None:
-        if self.ring.segment is None or self.ring.segment.replaced_or_closed():
-            self._attach_feed(first=False)
+        st = self.state[0]
+        unread = self._export_ring_position()
+        seg = self.ring.segment
+        if seg is not None and not seg.replaced_or_closed():
+            self._ring_drain = None
+            return
+        if seg is not None and unread and self.hot is not None and self.hot.is_alive():
+            # the feed closed its ring (or a new feed replaced it): its mapping stays valid and
+            # its head final, so read it to its end while the kernel makes progress
+            now, pos = time.monotonic(), int(st["next_pos"])
+            if self._ring_drain is None or self._ring_drain[0] != pos:
+                self._ring_drain = (pos, now)
+            if now - self._ring_drain[1] < RING_DRAIN_STUCK_S:
+                return
+        self._ring_drain = None
+        self._attach_feed(first=False)
+        self._export_ring_position()
+
+    def _leave_ring(self) -> None:
+        """Account for the current ring's positions before it is swapped (kernel parked)."""
+        lost = K.ring_detach(self.state, self.metrics.m, int(self.ring.ctrl[RING_HEAD]))
+        if lost:
+            log.error("Ring overrun: feed ring %s left with %d ticks unread (the engine stopped "
+                      "reading it); counted as lost", self.names.ticks, lost)
 
     def _attach_feed(self, first: bool) -> None:
         try:
@@ -675,8 +709,8 @@ class EngineService(Service):
                 log.error("feed ring %s closed or gone; waiting for the feed", self.names.ticks)
                 self._park_hot()
                 old = self.ring
+                self._leave_ring()
                 self.ring = _NoFeed()
-                self.state[0]["next_pos"] = 0
                 self._unpark_hot()
                 old.close(unlink=False)
             elif first:
@@ -687,19 +721,19 @@ class EngineService(Service):
             return
         self._park_hot()  # the kernel must not read the ring while it is swapped
         old = self.ring
-        st = self.state[0]
         if self.feed_epoch and ring.epoch != self.feed_epoch:
             self.metrics.m[0]["feed_restarts_total"] += 1
             log.warning("feed restart detected (epoch %d -> %d): sequence tracking reset",
                         self.feed_epoch, ring.epoch)
         self.feed_epoch = ring.epoch
+        self._leave_ring()
         self.ring = ring
-        st["next_pos"] = max(ring.head - 1, 0)  # start from the newest snapshot
-        st["have_seq"] = 0
+        skipped = K.ring_attach(self.state, self.metrics.m, ring.head)  # from the newest
         self._unpark_hot()
         if old.segment is not None:
             old.close(unlink=False)
-        log.info("attached to feed ring %s (capacity %d)", self.names.ticks, ring.capacity)
+        log.info("attached to feed ring %s (capacity %d) at its newest snapshot; skipped the "
+                 "%d ticks published before it", self.names.ticks, ring.capacity, skipped)
 
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import stat
 import zlib
 
 import numba as nb
@@ -221,16 +222,36 @@ class LoadedReplay:
         return int(self.pace_ts_ns[-1]) - int(self.pace_ts_ns[0])
 
 
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(path: str, mode: int) -> None:
+    """Refuse anything but a regular file: reading a FIFO or a device may block forever."""
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_TYPES if test(mode)), "of another type")
+        raise ReplayError(f"replay file {path} is {kind}, not a regular file")
+
+
 def load_replay(path: str, market_id: int = 1_000_001) -> LoadedReplay:
     """Read, parse and validate ``path``; log rejected rows. Raises ReplayError."""
     if not path:
         raise ReplayError("no replay file given (--replay-file or feed.replay_file)")
-    if os.path.isdir(path):
-        raise ReplayError(f"replay file {path} is a directory")
     try:
-        f = open(path, "rb")
+        _check_regular(path, os.stat(path).st_mode)
+        # O_NONBLOCK: should the path be swapped for a FIFO after the check, open() still
+        # returns at once (and fstat refuses it) instead of waiting forever for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ReplayError(f"cannot read replay file {path}: {e.strerror or e}") from None
+    f = os.fdopen(fd, "rb")
+    try:
+        _check_regular(path, os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+    except BaseException:
+        f.close()
+        raise
     try:
         with f:
             head = f.read(16)

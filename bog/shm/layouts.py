@@ -262,7 +262,13 @@ ENGINE_METRICS = np.dtype(
         ("sequence_backwards_total", "<u8"),
         ("feed_restarts_total", "<u8"),
         ("ring_overruns_total", "<u8"),  # times the engine fell a whole ring behind
-        ("ring_lost_ticks_total", "<u8"),
+        ("ring_lost_ticks_total", "<u8"),  # published, never read: lapped, or left at detach
+        # tick accounting: for every ticks ring the engine attached to, each position was
+        # read (ticks_total), lost or skipped at attach, or is still unread (backlog)
+        ("ticks_skipped_at_attach_total", "<u8"),  # published before the engine attached
+        ("ring_published_total", "<u8"),  # sum of the heads of those rings (housekeeping)
+        ("ring_backlog_ticks", "<i8"),  # head - read position of the current ring
+        ("ring_unaccounted_ticks", "<i8"),  # published - read - lost - skipped when caught up
         ("torn_reads_total", "<u8"),  # seqlock retries
         ("stale_data_total", "<u8"),
         ("offline_total", "<u8"),

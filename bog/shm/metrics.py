@@ -122,7 +122,17 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_ring_overruns", ENGINE, "ring_overruns_total",
        "Times the engine fell a whole ticks ring behind and resynced"),
     _c("bog_ring_lost_ticks", ENGINE, "ring_lost_ticks_total",
-       "Ticks overwritten before the engine read them"),
+       "Ticks overwritten before the engine read them (or left unread in a closed ring)"),
+    _c("bog_ring_skipped_ticks", ENGINE, "ticks_skipped_at_attach_total",
+       "Ticks published before the engine attached to the ring (engine started after the "
+       "feed, or feed restarted): never read"),
+    _c("bog_ring_published_ticks", ENGINE, "ring_published_total",
+       "Ticks published into every ticks ring the engine attached to (sum of ring heads)"),
+    _g("bog_ring_backlog_ticks", ENGINE, "ring_backlog_ticks",
+       "Ticks published but not read yet by the engine (ring head - read position)"),
+    _g("bog_ring_unaccounted_ticks", ENGINE, "ring_unaccounted_ticks",
+       "Published ticks neither read, lost, skipped nor pending, as of the engine's last "
+       "catch-up: always 0 (anything else is a bug)"),
     _c("bog_torn_reads", ENGINE, "torn_reads_total", "Seqlock read retries"),
     _c("bog_ticks_rejected", ENGINE, "ticks_rejected_total",
        "Snapshots rejected by validation, by reason", "reason", REJECT_REASONS),
