@@ -123,6 +123,14 @@ def _stale(ctx: Context) -> float | None:
     return float(STALE_AGE_US_EDGES[min(i, len(STALE_AGE_US_EDGES) - 1)])
 
 
+def _untrusted(ctx: Context) -> float | None:
+    """Segments refused as untrusted by the engine and the feed. (The monitor's own refusals
+    are logged CRITICAL where they happen; the Prometheus rule counts them too.)"""
+    seen = [v for v in (ctx.w.gauge(p, "shm_untrusted_total") for p in ("engine", "feed"))
+            if v is not None]
+    return sum(seen) if seen else None
+
+
 def _process_down(ctx: Context) -> dict[str, float]:
     return {p: 0.0 if info.up else 1.0 for p, info in ctx.w.now.procs.items()}
 
@@ -181,6 +189,15 @@ RULES: tuple[AlertRule, ...] = (
               "More than 5 position corrections in the last hour"),
     AlertRule("ProcessDown", CRITICAL, 10, ">", 0, _process_down,
               "A bog process is not running", label="process"),
+    # -- bog's own safety nets -----------------------------------------------------------------
+    AlertRule("JournalWriteFailing", CRITICAL, 0, "==", 1,
+              lambda c: c.w.gauge("engine", "journal_write_failing"),
+              "Journal writes failing - trading halted, fills held in the queue"),
+    AlertRule("UntrustedSharedMemory", CRITICAL, 0, ">", 0, _untrusted,
+              "Shared memory of another user or mode refused (possible spoofing)"),
+    AlertRule("TickAccountingBroken", WARNING, 30, ">", 0,
+              lambda c: _abs(c.w.gauge("engine", "ring_unaccounted_ticks")),
+              "Ticks neither processed, lost nor skipped (published != accounted)"),
 )
 RULES_BY_NAME = {r.name: r for r in RULES}
 

@@ -251,6 +251,9 @@ def scenario_values():
         "FillQueueHigh": ({"fill_depth": 60}, 5),
         "PositionCorrectionsHigh": ({"position_corrections_total": lambda t: min(t, 6)}, 6),
         "ProcessDown": ({"feed:running": 0}, 10),
+        "JournalWriteFailing": ({"journal_write_failing": 1}, 0),
+        "UntrustedSharedMemory": ({"feed:shm_untrusted_total": 1}, 0),
+        "TickAccountingBroken": ({"ring_unaccounted_ticks": -7}, 30),
     }
 
 
