@@ -192,6 +192,7 @@ ENV_OTHER = {
     "BOG_INSTANCE": "bogctl's default --instance",
     "BOG_CONFIG": "bogctl's default --config",
     "BOG_TEST_NUMBA_CACHE": "tests: numba cache of the systemd tests",
+    "BOG_RESTARTS": "set by `bog run` for each child: how often it restarted it",
 }
 
 

@@ -164,3 +164,21 @@ def test_config_errors_are_one_line_naming_the_setting_without_traceback(tmp_pat
         lines = r.stderr.strip().splitlines()
         assert r.returncode != 0 and "Traceback" not in r.stderr, (cmd, r.stderr[-2000:])
         assert len(lines) == 1 and name in lines[0], (cmd, r.stderr[-2000:])
+
+
+def test_every_bog_variable_the_code_reads_is_known():
+    """A BOG_* variable read anywhere in bog is an override or listed in ENV_OTHER, so the
+    misspelling check never refuses one of bog's own (e.g. the supervisor's BOG_RESTARTS)."""
+    import re
+    from pathlib import Path
+
+    import bog
+    from bog.config import ENV_OTHER, env_overrides
+
+    known = set(ENV_OTHER) | set(env_overrides())
+    read = set()
+    for path in Path(bog.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        read |= set(re.findall(r'"(BOG_[A-Z0-9_]+)"', text))
+    read = {v for v in read if not v.endswith("_")}  # prefixes such as "BOG_"
+    assert read - known == set(), sorted(read - known)
