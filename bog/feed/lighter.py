@@ -299,7 +299,7 @@ class LighterSource:
         await ws.send(self.sub_book)
         await ws.send(self.sub_trade)
         self.last_sent = time.monotonic()
-        self._set(venue_connected=1, venue_connected_since_ns=time.time_ns())
+        self._set(venue_connected=1, venue_connected_since_s=time.time())
         log.info("Venue connected: %s, subscribed to %s and %s", self.url, self.book_channel,
                  self.trade_channel)
         outbox = self.outbox
@@ -326,6 +326,7 @@ class LighterSource:
             now = time.monotonic()
             quiet = now - self.last_frame
             m["venue_last_frame_age_s"] = quiet
+            m["venue_book_levels_dropped_total"] = self.book.io[LB.IO_OUT_DROPPED]
             for key, n in self.limiter.flush():
                 log.warning("Venue frame rejected: %s: suppressed %d similar", key, n)
             if service.should_exit and not self.stop:

@@ -17,7 +17,7 @@ engine is not running; the values it cannot know are null).
 from __future__ import annotations
 
 from bog.monitor.alerts import CRITICAL
-from bog.shm.codes import BREAKER
+from bog.shm.codes import BREAKER, VENUE_DOWN
 from bog.shm.layouts import BREAKER_STATES, LATENCY_NS_EDGES
 
 LATENCY_P99_MAX_NS = 10_000
@@ -39,6 +39,7 @@ def health(state) -> tuple[int, dict]:
         else None
     firing = state.alerts.firing()
 
+    venue = venue_doc(r.procs["feed"].rec) if "feed" in r.procs else None
     down = not all(info.up for info in r.procs.values())
     ok = (
         (p99 is None or p99 < LATENCY_P99_MAX_NS)
@@ -46,6 +47,7 @@ def health(state) -> tuple[int, dict]:
         and ratio is not None and ratio < FILL_QUEUE_MAX_RATIO
         and drift is not None and abs(drift) < POSITION_DRIFT_MAX_BTC
         and not any(a.rule.severity == CRITICAL for a in firing)
+        and (venue is None or venue["book_valid"])
     )
     status = DOWN if down else (HEALTHY if ok else DEGRADED)
 
@@ -69,4 +71,25 @@ def health(state) -> tuple[int, dict]:
         "processes": procs,
         "alerts": [a.to_json() for a in firing],
     }
+    if venue is not None:
+        doc["venue"] = venue
     return (200 if status == HEALTHY else 503), doc
+
+
+def venue_doc(rec) -> dict | None:
+    """The live venue connection (feed.source = "lighter"): up, since when, and why it went
+    down last; None for the synthetic and replay sources."""
+    if rec is None or not int(rec["venue_enabled"]):
+        return None
+    err = int(rec["venue_last_error"])
+    since = float(rec["venue_connected_since_s"])
+    return {
+        "connected": bool(rec["venue_connected"]),
+        "book_valid": bool(rec["venue_book_valid"]),
+        "connected_since_s": since if since > 0 else None,
+        "reconnects": int(rec["venue_reconnects_total"]),
+        "last_error": VENUE_DOWN[err] if 0 <= err < len(VENUE_DOWN) else str(err),
+        "last_error_ns": int(rec["venue_last_error_ns"]) or None,
+        "last_frame_age_s": round(float(rec["venue_last_frame_age_s"]), 3),
+        "market_index": int(rec["venue_market_index"]),
+    }

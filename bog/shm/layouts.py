@@ -210,7 +210,7 @@ FEED_METRICS = np.dtype(
         ("venue_enabled", "<i8"),  # 1 when the source is a venue connection
         ("venue_connected", "<i8"),  # 1 while the socket is up and subscribed
         ("venue_book_valid", "<i8"),  # 1 while the book is whole (published)
-        ("venue_connected_since_ns", "<i8"),
+        ("venue_connected_since_s", "<f8"),  # seconds since the epoch, 0 = never
         ("venue_reconnects_total", "<u8"),
         ("venue_last_error", "<i8"),  # VENUE_DOWN code of the last disconnect
         ("venue_last_error_ns", "<i8"),

@@ -99,7 +99,7 @@ class FakeMarket:
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self.lot = max(1, int(float(spec.min_base) * 10 ** sd))  # typical size unit
-        self.half_spread = max(1, mid // 20_000)  # ~0.5 bps
+        self.half_spread = max(1, mid // 4_000)  # ~2.5 bps each side
         for k in range(20):
             self.bids[mid - self.half_spread - 3 * k] = self._size()
             self.asks[mid + self.half_spread + 3 * k] = self._size()
