@@ -166,3 +166,165 @@ def test_book_exact_after_thousands_of_updates(tmp_path, pipe):
         ring.close(unlink=False)
     finally:
         f.stop()
+
+
+def rejects(m, reason):
+    return int(m["venue_frames_rejected_total"][getattr(VENUE_REJECT, reason)])
+
+
+def markers(slots):
+    return [s for s in slots if s["flags"] & FLAG_BOOK_INVALID]
+
+
+def wait_whole(p, after_resyncs=0, timeout=20):
+    def ok():
+        m = feed_m(p)
+        return int(m["venue_book_valid"]) == 1 and int(m["venue_connected"]) == 1 and \
+            int(m["venue_book_resyncs_total"]) >= after_resyncs
+    wait_for(ok, timeout, what="venue book whole")
+
+
+def test_nonce_gap_resyncs_and_engine_sees_it(fake, pipe):
+    """A withheld update: the feed counts the gap, logs it, publishes one invalid-book marker
+    (a skipped sequence number), resubscribes; the engine counts a sequence gap and cancels its
+    quotes; the book is exact again afterwards."""
+    p = pipe(fake)
+    p.start(FEED)
+    p.start(ENGINE)
+    wait_for(lambda: int(p.metrics(ENGINE)["orders_placed_total"].sum()) > 0, 30,
+             what="engine quoting")
+    fake.fault("gap", 1)
+    wait_for(lambda: rejects(feed_m(p), "NONCE_GAP") >= 1, 20, what="gap counted")
+    wait_whole(p, after_resyncs=1)
+    time.sleep(1.0)
+    m = feed_m(p)
+    assert rejects(m, "NONCE_GAP") == 1
+    assert int(m["venue_book_resyncs_total"]) == 1
+    slots = ring_slots(p)
+    mk = markers(slots)
+    assert len(mk) == 1 and mk[0]["bid_px"] == 0 and mk[0]["ask_px"] == 0
+    i = int(np.flatnonzero(slots["flags"] & FLAG_BOOK_INVALID)[0])
+    assert slots[i]["sequence"] == slots[i - 1]["sequence"] + 2  # the engine sees a gap
+    assert slots[i + 1]["sequence"] == slots[i]["sequence"] + 1
+    compare_with_fake(fake, slots[i + 1:])  # exact again after the fresh snapshot
+    e = p.metrics(ENGINE)
+    assert int(e["sequence_gaps_total"]) == 1
+    assert int(e["orders_cancelled_total"]) >= 1
+    assert int(e["ticks_rejected_total"].sum()) == 0  # the marker is not a bad tick
+    log = p.log_text()
+    assert "Sequence gap: venue order book order_book:1 expected begin_nonce" in log
+    assert "Sequence gap: expected" in log  # the engine's line
+
+
+def test_silent_stall_reconnects_engine_goes_stale_and_recovers(fake, pipe):
+    """The socket stays open but nothing arrives: after venue.stall_timeout_s the feed
+    reconnects; the engine goes Stale (quotes cancelled) and is Fresh again after."""
+    p = pipe(fake, stall_timeout_s=2.5)
+    p.start(FEED)
+    p.start(ENGINE)
+    wait_whole(p)
+    fake.fault("stall", 8.0)
+    wait_for(lambda: int(feed_m(p)["venue_reconnects_total"]) >= 1, 20, what="reconnect")
+    wait_whole(p)
+    m = feed_m(p)
+    assert int(m["venue_last_error"]) == VENUE_DOWN.STALL
+    e = p.metrics(ENGINE)
+    assert int(e["stale_data_total"]) >= 1
+    wait_for(lambda: int(p.metrics(ENGINE)["feed_state"]) == 0, 10, what="engine fresh again")
+    assert "Venue silent: no frame for" in p.log_text()
+    compare_with_fake(fake, ring_slots(p)[-200:])
+
+
+def test_disconnect_backs_off_and_reconnects(fake, pipe):
+    p = pipe(fake)
+    p.start(FEED)
+    wait_whole(p)
+    fake.fault("disconnect")
+    wait_for(lambda: int(feed_m(p)["venue_reconnects_total"]) >= 1, 20, what="reconnect")
+    wait_whole(p)
+    m = feed_m(p)
+    assert int(m["venue_last_error"]) == VENUE_DOWN.CLOSED
+    assert len(markers(ring_slots(p))) == 1
+    log = p.log_text()
+    assert "Venue disconnected: closed_by_venue" in log and "reconnecting in 0." in log
+    compare_with_fake(fake, ring_slots(p)[-200:])
+
+
+def test_shutdown_frame_is_a_planned_reconnect(fake, pipe):
+    p = pipe(fake)
+    p.start(FEED)
+    wait_whole(p)
+    fake.fault("shutdown", 300)
+    wait_for(lambda: int(feed_m(p)["venue_reconnects_total"]) >= 1, 20, what="reconnect")
+    wait_whole(p)
+    m = feed_m(p)
+    assert int(m["venue_frames_total"][VENUE_FRAME.SHUTDOWN]) == 1
+    assert int(m["venue_last_error"]) == VENUE_DOWN.SHUTDOWN
+    assert "reconnecting in 0.00 s" in p.log_text()
+
+
+def test_bad_frames_counted_never_published(fake, pipe):
+    """Malformed JSON, bad fields, unknown types, a crossed update and an error frame: each is
+    counted by reason and logged; nothing invalid reaches the ring; a crossed book resyncs and
+    an error frame reconnects."""
+    p = pipe(fake)
+    p.start(FEED)
+    wait_whole(p)
+    expect = {"malformed": "MALFORMED_JSON", "nan_price": "NAN", "negative_size":
+              "NEGATIVE_SIZE", "zero_price": "ZERO_PRICE", "missing_field": "MISSING_FIELD",
+              "bad_type": "BAD_TYPE", "unknown_type": "UNKNOWN_TYPE"}
+    for kind, reason in expect.items():
+        fake.fault(kind)
+        wait_for(lambda: rejects(feed_m(p), reason) >= 1, 10, what=f"{kind} rejected")
+    m = feed_m(p)
+    assert int(m["venue_book_resyncs_total"]) == 0  # bad frames alone do not break the book
+    fake.fault("crossed")
+    wait_for(lambda: rejects(feed_m(p), "CROSSED") >= 1, 10, what="crossed rejected")
+    wait_whole(p, after_resyncs=1)
+    fake.fault("error")
+    wait_for(lambda: int(feed_m(p)["venue_reconnects_total"]) >= 1, 20, what="reconnect")
+    wait_whole(p)
+    m = feed_m(p)
+    for reason in expect.values():
+        assert rejects(m, reason) == 1, reason
+    assert rejects(m, "CROSSED") == 1 and rejects(m, "ERROR_FRAME") == 1
+    assert int(m["venue_last_error"]) == VENUE_DOWN.ERROR_FRAME
+    slots = ring_slots(p)
+    good = slots[(slots["flags"] & FLAG_BOOK_INVALID) == 0]
+    assert (good["bid_px"] > 0).all() and (good["ask_px"] > good["bid_px"]).all()
+    assert (good["bid_sz_l"] >= 0).all() and (good["ask_sz_l"] >= 0).all()
+    compare_with_fake(fake, slots)
+    log = p.log_text()
+    for reason in ("malformed_json", "nan_or_inf", "negative_size", "zero_price",
+                   "missing_field", "bad_type", "unknown_type", "crossed_book", "error_frame"):
+        assert f"Venue frame rejected: {reason}:" in log, reason
+
+
+def test_kill_feed_restarted_feed_resyncs_engine_carries_on(fake, pipe):
+    p = pipe(fake)
+    feed = p.start(FEED)
+    p.start(ENGINE)
+    wait_whole(p)
+    wait_for(lambda: int(p.metrics(ENGINE)["ticks_total"]) > 100, 20, what="engine ticks")
+    assert feed.alive() and feed.pid > 0
+    os.kill(feed.pid, signal.SIGKILL)
+    feed.p.wait(10)
+    p.start(FEED)
+    wait_whole(p)
+    t0 = int(p.metrics(ENGINE)["ticks_accepted_total"])
+    wait_for(lambda: int(p.metrics(ENGINE)["ticks_accepted_total"]) > t0 + 100, 20,
+             what="engine carries on")
+    assert int(p.metrics(ENGINE)["feed_restarts_total"]) == 1
+    compare_with_fake(fake, ring_slots(p))
+
+
+def test_unknown_market_is_one_line(fake, tmp_path):
+    p = Pipeline(tmp_path, unique_instance("lt"), venue_config(fake, market="DOGE"))
+    proc = p.start(FEED, wait=False)
+    code = proc.p.wait(60)
+    out = proc.output()
+    assert code == 1
+    assert "market 'DOGE' is not listed by http://127.0.0.1:" in out
+    assert "available: ETH (0), BTC (1)" in out
+    assert "Traceback" not in out
+    cleanup_segments(p.instance)
