@@ -328,3 +328,71 @@ def test_unknown_market_is_one_line(fake, tmp_path):
     assert "available: ETH (0), BTC (1)" in out
     assert "Traceback" not in out
     cleanup_segments(p.instance)
+
+
+@pytest.mark.slow
+def test_bog_run_on_the_fake_venue_trades_on_paper(fake, tmp_path):
+    """``bog run --feed lighter --venue-url ...`` against the fake: quotes and paper fills on
+    real (fake) trades, venue metrics and /health venue section live, and a storm of venue gaps
+    shows as the guide's sequence gaps and puts SequenceGapStorm pending."""
+    import subprocess
+
+    from support import to_toml
+
+    inst = unique_instance("lrun")
+    port = free_port()
+    cfgp = tmp_path / "bog.toml"
+    cfg = venue_config(fake)
+    del cfg["venue"]["url"]
+    cfgp.write_text(to_toml(cfg))
+    env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "l"))
+    out = open(tmp_path / "run.out", "wb")
+    sup = subprocess.Popen([sys.executable, "-m", "bog.cli", "run", "--instance", inst,
+                            "--config", str(cfgp), "--feed", "lighter", "--market", "BTC",
+                            "--venue-url", fake.url, "--port", str(port)], env=env,
+                           stdout=out, stderr=subprocess.STDOUT)
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.read().decode()
+        except OSError:
+            return ""
+
+    import urllib.error
+
+    journal = tmp_path / "s" / inst / "journal.jsonl"
+    try:
+        wait_for(lambda: b"pipeline up" in (tmp_path / "run.out").read_bytes(), 120,
+                 what="bog run: pipeline up")
+        wait_for(lambda: journal.exists() and '"type": "Fill"' in journal.read_text()
+                 or journal.exists() and '"type":"Fill"' in journal.read_text(), 45,
+                 what="a paper fill")
+        for _ in range(7):
+            fake.fault("gap", 1)
+            time.sleep(0.4)
+        def storm():
+            a = json.loads(get("/alerts") or "{}")
+            return any(x["name"] == "SequenceGapStorm" for x in
+                       a.get("pending", []) + a.get("firing", []))
+        wait_for(storm, 15, what="SequenceGapStorm pending")
+        metrics = get("/metrics")
+        assert "bog_venue_connected 1.0" in metrics
+        nonce_gaps = [ln for ln in metrics.splitlines()
+                      if ln.startswith('bog_venue_frames_rejected_total{reason="nonce_gap"}')]
+        assert nonce_gaps == ['bog_venue_frames_rejected_total{reason="nonce_gap"} 7.0']
+        gaps = [ln for ln in metrics.splitlines() if ln.startswith("bog_sequence_gaps_total")]
+        assert gaps and float(gaps[0].split()[-1]) >= 7
+        assert 'bog_feed_latency_us_count' in metrics
+        health = json.loads(get("/health"))
+        assert health["venue"]["connected"] is True
+        assert health["venue"]["market_index"] == 1
+        assert "bog_fills_received_total" in metrics
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        code = sup.wait(60)
+        out.close()
+        cleanup_segments(inst)
+    assert code == 0, (tmp_path / "run.out").read_text()[-3000:]
