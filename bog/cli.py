@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shorter run (smoke test)")
     p.add_argument("--scrape", action="store_true",
                    help="measure the engine without and with /metrics scrape load (1/s, 100/s)")
+    p.add_argument("--feed", choices=("lighter",),
+                   help="benchmark the lighter feed source against bog fake-venue instead")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=50.0, help="book updates per second per market")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ping-s", type=float, default=30.0, help="server ping frame period")
+    p.add_argument("--markets", default="", help="only these symbols, e.g. BTC (default: all)")
     p.add_argument("--faults", default="",
                    help="scheduled faults, e.g. gap@5,stall@10:3,disconnect@20 (kind@s[:arg])")
     return ap
@@ -150,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return _service(MonitorService, cfg, args)
         if args.cmd == "bench":
+            if getattr(args, "feed", None) == "lighter":
+                from bog.benchlighter import run_bench_lighter
+
+                return run_bench_lighter(cfg, args)
             from bog.bench import run_bench
 
             return run_bench(cfg, args)
@@ -176,7 +183,8 @@ def _fake_venue(args) -> int:
         return 2
     setup_logging("fake-venue", "fake", "-", None)
     try:
-        return serve(args.port, args.rate, args.seed, args.faults, args.ping_s)
+        return serve(args.port, args.rate, args.seed, args.faults, args.ping_s,
+                     markets=args.markets)
     except KeyboardInterrupt:
         return 130
 

@@ -629,11 +629,13 @@ def parse_faults(text: str) -> list[tuple[str, float, float | None]]:
 
 
 def serve(port: int, rate_per_s: float, seed: int, faults: str = "", ping_every_s: float = 30.0,
-          host: str = "127.0.0.1") -> int:
+          host: str = "127.0.0.1", markets: str = "") -> int:
     """Run the fake venue in this process until SIGINT/SIGTERM (uvicorn handles them)."""
     import uvicorn
 
-    venue = FakeVenue(rate_per_s, seed, ping_every_s, parse_faults(faults))
+    want = {m.strip().upper() for m in markets.split(",") if m.strip()}
+    specs = tuple(s for s in MARKETS if not want or s.symbol in want) or MARKETS
+    venue = FakeVenue(rate_per_s, seed, ping_every_s, parse_faults(faults), specs)
     log.info("fake venue on ws://%s:%d%s (REST http://%s:%d%s), %g updates/s per market, "
              "seed %d, markets %s", host, port, L.WS_PATH, host, port, L.REST_PREFIX, rate_per_s,
              seed, ", ".join(f"{m.spec.symbol}={m.spec.market_id}"
