@@ -1,12 +1,15 @@
 """``bog``: run the pipeline or one of its processes, benchmark it, record its ticks.
 
-    bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay]
-                 [--replay-file P] [--speed X|max]         supervisor: feed + engine + monitor
+    bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay|lighter]
+                 [--replay-file P] [--speed X|max] [--market M] [--venue-url URL]
+                                                           supervisor: feed + engine + monitor
     bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
     bog engine   [--config F] [--instance N]
     bog monitor  [--config F] [--instance N] [--host H] [--port P]
     bog bench    [--json] [...]                              benchmark on real processes
     bog record   --out FILE [--instance N] [--duration S]    capture the ticks ring to a file
+    bog fake-venue --port P [--rate R] [--seed S] [--faults K@S[:ARG],...]
+                                                             local Lighter-speaking venue (tests)
     bog config-defaults                                      print the annotated default config
 """
 
@@ -27,7 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _feed_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--feed", choices=("synthetic", "replay"), help="market data source")
+    p.add_argument("--feed", choices=("synthetic", "replay", "lighter"), help="market data source")
+    p.add_argument("--market", help="lighter: market symbol or id (e.g. BTC)")
+    p.add_argument("--venue-url", help="lighter: WebSocket URL (e.g. ws://127.0.0.1:8765/stream)")
     p.add_argument("--replay-file", help="CSV of L2 snapshots or a 'bog record' file")
     p.add_argument("--speed", help="replay speed factor, or 'max' for as fast as possible")
     p.add_argument("--rate", type=float, help="synthetic updates per second (0 = max)")
@@ -57,13 +62,18 @@ def config_from_args(args) -> Config:
         feed["replay_speed"] = parse_speed(args.speed)
     if getattr(args, "rate", None) is not None:
         feed["rate_per_s"] = args.rate
+    venue: dict = {}
+    if getattr(args, "market", None):
+        venue["market"] = args.market
+    if getattr(args, "venue_url", None):
+        venue["url"] = args.venue_url
     mon: dict = {}
     if getattr(args, "host", None):
         mon["host"] = args.host
     if getattr(args, "port", None) is not None:
         mon["port"] = args.port
-    if feed or mon:
-        cfg = with_overrides(cfg, feed=feed, monitor=mon)
+    if feed or mon or venue:
+        cfg = with_overrides(cfg, feed=feed, monitor=mon, venue=venue)
     return cfg
 
 
@@ -95,12 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-under-load", action="store_true",
                    help="measure one client's /health latency while ~1,224 idle connections are "
                         "held open and 1,000 clients hammer /health")
+    p.add_argument("--feed", choices=("lighter",),
+                   help="benchmark the lighter feed source against bog fake-venue instead")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--count", type=int, default=0, help="stop after N snapshots")
     sub.add_parser("config-defaults", help="print the annotated default configuration")
+    p = sub.add_parser("fake-venue", help="a local venue speaking Lighter's protocol (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--rate", type=float, default=50.0, help="book updates per second per market")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--ping-s", type=float, default=30.0, help="server ping frame period")
+    p.add_argument("--markets", default="", help="only these symbols, e.g. BTC (default: all)")
+    p.add_argument("--faults", default="",
+                   help="scheduled faults, e.g. gap@5,stall@10:3,disconnect@20 (kind@s[:arg])")
     return ap
 
 
@@ -111,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(default_toml())
         return 0
+    if args.cmd == "fake-venue":
+        return _fake_venue(args)
     try:
         validate_instance(args.instance)
         cfg = config_from_args(args)
@@ -138,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return _service(MonitorService, cfg, args)
         if args.cmd == "bench":
+            if getattr(args, "feed", None) == "lighter":
+                from bog.benchlighter import run_bench_lighter
+
+                return run_bench_lighter(cfg, args)
             from bog.bench import run_bench
 
             return run_bench(cfg, args)
@@ -151,6 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bog {args.cmd}: {e}", file=sys.stderr)
         return 2
     return 2
+
+
+def _fake_venue(args) -> int:
+    from bog.log import setup_logging
+    from bog.venue.fake import parse_faults, serve
+
+    try:
+        parse_faults(args.faults)
+    except ValueError as e:
+        print(f"bog fake-venue: {e}", file=sys.stderr)
+        return 2
+    setup_logging("fake-venue", "fake", "-", None)
+    try:
+        return serve(args.port, args.rate, args.seed, args.faults, args.ping_s,
+                     markets=args.markets)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _service(cls, cfg: Config, args) -> int:

@@ -33,7 +33,8 @@ def opt(default, lo=None, hi=None, choices=None, doc=""):
 
 @dataclass(frozen=True)
 class FeedConfig:
-    source: str = opt("synthetic", choices=("synthetic", "replay"), doc="market data source")
+    source: str = opt("synthetic", choices=("synthetic", "replay", "lighter"),
+                      doc="market data source (lighter: live venue, see [venue])")
     rate_per_s: float = opt(200.0, 0.0, 5e6, doc="updates per second; 0 = as fast as possible")
     seed: int = opt(42, 0, 2**63 - 1, doc="synthetic feed random seed (deterministic runs)")
     ring_capacity: int = opt(65536, 2, 1 << 24, doc="ticks ring slots (power of two)")
@@ -163,6 +164,24 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class VenueConfig:
+    """The live venue of ``feed.source = "lighter"`` (docs/lighter.md)."""
+
+    network: str = opt("mainnet", choices=("mainnet", "testnet"), doc="venue network")
+    url: str = opt("", doc="WebSocket URL override, e.g. ws://127.0.0.1:8765/stream for "
+                           "'bog fake-venue'; the REST base is derived from it")
+    market: str = opt("BTC", doc="market symbol or numeric id, resolved from the venue at start")
+    readonly: bool = opt(True, doc="open a read-only session (?readonly=true)")
+    stall_timeout_s: float = opt(5.0, 0.1, 3600.0,
+                                 doc="no frame this long with the socket open: reconnect")
+    connect_timeout_s: float = opt(10.0, 0.1, 300.0, doc="connect and first-frame timeout")
+    rest_timeout_s: float = opt(10.0, 0.1, 300.0, doc="market list request timeout")
+    backoff_initial_s: float = opt(0.25, 0.001, 60.0, doc="first reconnect delay (jittered)")
+    backoff_max_s: float = opt(30.0, 0.01, 3600.0, doc="reconnect delay cap (doubles up to it)")
+    book_max_levels: int = opt(4096, 16, 1 << 20, doc="book levels kept per side")
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
@@ -172,6 +191,7 @@ class Config:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
 
 
 ENV_SHORTCUTS = {
@@ -293,6 +313,10 @@ def _cross_checks(cfg: Config) -> None:
     v = cfg.validation
     if v.offline_after_ms < v.stale_after_ms:
         raise ConfigError("validation.offline_after_ms must be >= validation.stale_after_ms")
+    if cfg.venue.backoff_initial_s > cfg.venue.backoff_max_s:
+        raise ConfigError("venue.backoff_initial_s must not exceed venue.backoff_max_s")
+    if cfg.venue.url and not cfg.venue.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"venue.url = {cfg.venue.url!r}: must start with ws:// or wss://")
     if cfg.feed.source == "replay" and not cfg.feed.replay_file:
         raise ConfigError("feed.source = 'replay' needs feed.replay_file")
 

@@ -71,6 +71,9 @@ class Supervisor:
             feed_opts += ["--speed", args.speed]
         if getattr(args, "rate", None) is not None:
             feed_opts += ["--rate", str(args.rate)]
+        for opt in ("market", "venue_url"):  # the lighter source's options
+            if getattr(args, opt, None):
+                feed_opts += ["--" + opt.replace("_", "-"), getattr(args, opt)]
         mon_opts = ["--port", str(args.port)] if getattr(args, "port", None) is not None else []
         port = args.port if getattr(args, "port", None) is not None else cfg.monitor.port
         health = f"http://{cfg.monitor.host}:{port}/health"

@@ -230,11 +230,32 @@ def _service(o: UnitOptions, process: str) -> str:
             L += ["IPAddressDeny=any", "IPAddressAllow=localhost"]
         else:
             L += [f"# [monitor] host = {cfg.monitor.host}: no IP address restriction"]
+    elif process == "feed" and cfg.feed.source == "lighter":
+        L += _venue_network(cfg)
     else:
         L += ["# no network at all: shared memory in, shared memory out",
               "PrivateNetwork=yes", "IPAddressDeny=any", "RestrictAddressFamilies=AF_UNIX"]
     L += ["", "[Install]", f"WantedBy={TARGET}"]
     return "\n".join(L) + "\n"
+
+
+def _venue_network(cfg: Config) -> list[str]:
+    """The lighter feed: outbound network to the venue (and DNS); nothing listens. A venue
+    URL on the loopback (bog fake-venue) keeps the addresses restricted to it."""
+    from urllib.parse import urlsplit
+
+    from bog.venue.lighter import ws_url
+
+    host = urlsplit(ws_url(cfg.venue.network, cfg.venue.url)).hostname or ""
+    L = ["# feed.source = lighter: outbound WebSocket/HTTPS to the venue (docs/lighter.md);",
+         "# the synthetic and replay sources render PrivateNetwork=yes instead",
+         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        L += [f"# venue URL on the loopback ({host}): no other address",
+              "IPAddressDeny=any", "IPAddressAllow=localhost"]
+    else:
+        L += [f"# venue {host}: its addresses are not fixed, so no IPAddressAllow= list"]
+    return L
 
 
 def _target(o: UnitOptions) -> str:

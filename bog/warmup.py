@@ -42,6 +42,9 @@ def warm() -> float:
             replay.warm()
     except ImportError:
         pass
+    from bog.feed import lighterbook
+
+    lighterbook.warm()
     return time.monotonic() - t
 
 

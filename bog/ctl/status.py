@@ -12,7 +12,7 @@ import numpy as np
 from bog.ctl.common import EXIT_DEGRADED, EXIT_HEALTHY, EXIT_NOT_RUNNING
 from bog.ctl.monitor import monitor_up
 from bog.ctl.systemd import systemd_units_state
-from bog.monitor.health import Facts, judge
+from bog.monitor.health import Facts, judge, venue_doc
 from bog.monitor.reader import ShmReader
 from bog.shm.codes import BREAKER, FEED_STATE
 from bog.shm import SegmentNames
@@ -68,6 +68,9 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
             "last_sequence": int(f2["last_sequence"]),
             "feed_latency_us_p99": _q(0.99, f2["feed_latency_us_bucket"], "feed"),
         }
+        venue = venue_doc(f2)  # a live venue feed (source lighter), else None
+        if venue is not None:
+            out["venue"] = venue
     e1, e = r1.rec(ENGINE), r2.rec(ENGINE)
     if e is not None:
         e1 = e if e1 is None else e1
@@ -152,7 +155,8 @@ def _judge(out: dict) -> tuple[str, list[str]]:
         tick_p99_ns=e.get("tick_latency_ns_p99"),
         feed_state=FEED_STATE.index(e["feed_state"]) if e else None,
         paused=e.get("paused"),
-        critical_alerts=tuple(p["monitor"].get("critical_alerts") or ())))
+        critical_alerts=tuple(p["monitor"].get("critical_alerts") or ()),
+        venue=out.get("venue")))
 
 
 def _paused_text(e: dict) -> str:
@@ -186,6 +190,20 @@ def _fmt_status(s: dict, color: bool) -> str:
     for unit, u in (s.get("systemd") or {}).items():
         lines.append(f"  {unit:<20} {u['active']}/{u['sub']}  main pid {u['main_pid']}  "
                      f"restarts {u['restarts']}")
+    v = s.get("venue")
+    if v:
+        since = v["connected_since_s"]
+        err = (f"last down: {v['last_error']} at "
+               f"{time.strftime('%H:%M:%S', time.gmtime(v['last_error_ns'] / 1e9))}"
+               if v["last_error_ns"] else "never down")
+        if v["connected"]:
+            up_for = f" ({time.time() - since:.0f} s)" if since else ""
+            book = "" if v["book_valid"] else ", book resyncing"
+            lines.append(f"venue:    connected{up_for}{book}, {v['reconnects']} reconnects, {err}")
+        else:
+            lines.append(f"venue:    DOWN: {v['last_error']} (last frame "
+                         f"{v['last_frame_age_s']:.1f} s ago), {v['reconnects']} reconnects, "
+                         "reconnecting")
     f = s.get("feed")
     if f:
         lines.append(f"feed:     {f['messages_per_s']:.0f} msg/s  seq {f['last_sequence']}  "

@@ -35,6 +35,7 @@ from bog.shm.layouts import (
     FILL_LIQ_TAKER,
     FILL_WORDS,
     FIXED,
+    FLAG_BOOK_INVALID,
     FLAG_FULL_SNAPSHOT,
     GAP_SIZE_EDGES,
     LATENCY_NS_EDGES,
@@ -664,6 +665,12 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
         st.after_stale = 1
     st.last_tick_ns = t0
     m.stale_age_us = 0.0
+    if snap.flags & FLAG_BOOK_INVALID:
+        # the feed's book lost continuity (venue gap, crossed, disconnect): no quotes until
+        # the next valid snapshot; the marker carries no prices and is not validated
+        cancel_all(st, m, orders, events, t0)
+        _record_tick(m, snap, t0, t0, t0)
+        return
     breaker_poll(st, p, m, events, t0)
     reason = validate(snap, st, p, t0)
     st.after_stale = 0

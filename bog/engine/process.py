@@ -56,6 +56,8 @@ from bog.shm.layouts import (
     RING_CAPACITY,
     RING_CTRL_WORDS,
     RING_HEAD,
+    RING_MIN_SIZE_FIXED,
+    RING_TICK_FIXED,
     TICK_SLOT_WORDS,
     VOLUME_USD_EDGES,
 )
@@ -729,11 +731,29 @@ class EngineService(Service):
         self._leave_ring()
         self.ring = ring
         skipped = K.ring_attach(self.state, self.metrics.m, ring.head)  # from the newest
+        self._venue_market(ring)
         self._unpark_hot()
         if old.segment is not None:
             old.close(unlink=False)
         log.info("attached to feed ring %s (capacity %d) at its newest snapshot; skipped the "
                  "%d ticks published before it", self.names.ticks, ring.capacity, skipped)
+
+    def _venue_market(self, ring) -> None:
+        """A live venue feed gives the market's tick and minimum order (0 = not given): they
+        replace strategy.tick_size_usd and risk.min_order_size_btc. Called while parked."""
+        if not hasattr(self, "_cfg_tick"):
+            self._cfg_tick = int(self.params[0]["tick_fixed"])
+            self._cfg_min = int(self.params[0]["min_order_fixed"])
+        tick, min_sz = int(ring.ctrl[RING_TICK_FIXED]), int(ring.ctrl[RING_MIN_SIZE_FIXED])
+        self.params[0]["tick_fixed"] = tick if tick > 0 else self._cfg_tick
+        self.params[0]["min_order_fixed"] = min_sz if min_sz > 0 else self._cfg_min
+        if tick > 0 or min_sz > 0:
+            log.info("venue market: tick %.10g, minimum order %.10g (from the feed)",
+                     tick / FIXED, min_sz / FIXED)
+            if int(self.params[0]["order_size_fixed"]) < min_sz:
+                log.warning("strategy.order_size_btc %.10g is below the venue's minimum order "
+                            "%.10g: quotes will be rejected (risk: order_size)",
+                            self.params[0]["order_size_fixed"] / FIXED, min_sz / FIXED)
 
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -58,6 +58,10 @@ class FeedService(Service):
             from bog.feed.replay import ReplaySource
 
             self.source = ReplaySource(cfg, self.ring, self.metrics)
+        elif cfg.feed.source == "lighter":
+            from bog.feed.lighter import LighterSource
+
+            self.source = LighterSource(cfg, self.ring, self.metrics)
         else:
             self.source = SyntheticSource(cfg, self.ring, self.metrics)
         self.source.run(0)  # compile (or load from cache) before declaring ready
@@ -69,7 +73,9 @@ class FeedService(Service):
         m["running"] = 1
         self.ring.segment.mark_ready()
         self.metrics.segment.mark_ready()
-        if cfg.feed.source == "replay":
+        if cfg.feed.source == "lighter":
+            pace = f"venue {self.source.url} market {self.source.market.symbol}"
+        elif cfg.feed.source == "replay":
             pace = f"replay of {cfg.feed.replay_file} at " + (
                 f"{cfg.feed.replay_speed:g}x" if cfg.feed.replay_speed else "max speed")
         else:
@@ -78,6 +84,9 @@ class FeedService(Service):
                  cfg.feed.ring_capacity, pace)
 
     def main_loop(self) -> None:
+        if hasattr(self.source, "run_forever"):  # an asyncio source (lighter): it calls
+            self.source.run_forever(self)  # housekeeping() itself and stops on should_exit
+            return
         while not self.should_exit:
             stop_ns = time.time_ns() + self._period_ns
             if not self.source.done:

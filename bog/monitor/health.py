@@ -10,7 +10,8 @@ guide's, corrected: see docs/monitoring.md):
   is at or above 80 % of its capacity (the guide compared the raw depth with 0.8); fills were
   dropped; |position drift| >= 0.001 BTC (the guide forgot the absolute value); tick latency
   P99 > 10 us; market data is not FRESH (stale or offline: the engine has cancelled its
-  quotes); trading is paused by bogctl; a critical alert is firing; the monitor is down (only
+  quotes); trading is paused by bogctl; a critical alert is firing; the live venue is
+  disconnected or its book is not whole (feed source ``lighter``); the monitor is down (only
   ``bogctl`` can tell);
 - **healthy** otherwise.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bog.monitor.alerts import CRITICAL
-from bog.shm.codes import BREAKER, FEED_STATE
+from bog.shm.codes import BREAKER, FEED_STATE, VENUE_DOWN
 from bog.shm.layouts import BREAKER_STATES, LATENCY_NS_EDGES
 
 LATENCY_P99_MAX_NS = 10_000
@@ -49,6 +50,7 @@ class Facts:
     feed_state: int | None = None  # FEED_STATE code
     paused: bool | None = None
     critical_alerts: tuple[str, ...] = ()
+    venue: dict | None = None  # venue_doc() of a live venue feed, None for other sources
 
 
 def _label(codes, value) -> str:
@@ -77,6 +79,11 @@ def judge(f: Facts) -> tuple[str, list[str]]:
         problems.append("trading paused")
     if f.critical_alerts:
         problems.append("critical alert firing: " + ", ".join(f.critical_alerts))
+    if f.venue is not None and f.feed_up:
+        if not f.venue["connected"]:
+            problems.append(f"venue disconnected ({f.venue['last_error']})")
+        elif not f.venue["book_valid"]:
+            problems.append("venue book not whole (resyncing)")
     if not (f.feed_up and f.engine_up):
         return DOWN, problems
     return (DEGRADED if problems else HEALTHY), problems
@@ -92,13 +99,15 @@ def health(state) -> tuple[int, dict]:
     ratio = (r.fill_depth / r.fill_capacity) if r.fill_depth is not None and r.fill_capacity \
         else None
     firing = state.alerts.firing()
+    venue = venue_doc(r.procs["feed"].rec) if "feed" in r.procs else None
     status, problems = judge(Facts(
         feed_up=r.procs["feed"].up, engine_up=r.procs["engine"].up,
         breaker=None if breaker is None else int(breaker), fill_queue_ratio=ratio,
         fills_dropped=w.gauge("engine", "fills_dropped_total"),
         position_drift_btc=drift, tick_p99_ns=p99,
         feed_state=w.gauge("engine", "feed_state"), paused=w.gauge("engine", "paused"),
-        critical_alerts=tuple(a.key for a in firing if a.rule.severity == CRITICAL)))
+        critical_alerts=tuple(a.key for a in firing if a.rule.severity == CRITICAL),
+        venue=venue))
 
     procs = {p: info.to_json(r.wall_ns) for p, info in r.procs.items()}
     procs["monitor"] = {
@@ -121,4 +130,25 @@ def health(state) -> tuple[int, dict]:
         "processes": procs,
         "alerts": [a.to_json() for a in firing],
     }
+    if venue is not None:
+        doc["venue"] = venue
     return (200 if status == HEALTHY else 503), doc
+
+
+def venue_doc(rec) -> dict | None:
+    """The live venue connection (feed.source = "lighter"): up, since when, and why it went
+    down last; None for the synthetic and replay sources."""
+    if rec is None or not int(rec["venue_enabled"]):
+        return None
+    err = int(rec["venue_last_error"])
+    since = float(rec["venue_connected_since_s"])
+    return {
+        "connected": bool(rec["venue_connected"]),
+        "book_valid": bool(rec["venue_book_valid"]),
+        "connected_since_s": since if since > 0 else None,
+        "reconnects": int(rec["venue_reconnects_total"]),
+        "last_error": VENUE_DOWN[err] if 0 <= err < len(VENUE_DOWN) else str(err),
+        "last_error_ns": int(rec["venue_last_error_ns"]) or None,
+        "last_frame_age_s": round(float(rec["venue_last_frame_age_s"]), 3),
+        "market_index": int(rec["venue_market_index"]),
+    }

@@ -114,3 +114,51 @@ STRATEGY = Codes(SIMPLE="simple-spread", INVENTORY="inventory")
 def signal_log_name(code: int) -> str:
     """``quote_both`` -> ``QuoteBoth``: the guide's ``Signal::QuoteBoth`` log form."""
     return "".join(w.capitalize() for w in SIGNAL[code].split("_"))
+
+
+# Venue (live feed) frames by type (label ``type`` of bog_venue_frames_total)
+VENUE_FRAME = Codes(
+    CONNECTED="connected",
+    BOOK_SNAPSHOT="book_snapshot",
+    BOOK_UPDATE="book_update",
+    TRADE_SNAPSHOT="trade_snapshot",
+    TRADE_UPDATE="trade_update",
+    PING="ping",
+    PONG="pong",
+    SHUTDOWN="shutdown",
+    ERROR="error",
+    OTHER="other",
+)
+
+# why a venue frame was not applied (label ``reason`` of bog_venue_frames_rejected_total);
+# none of them ever reaches the ticks ring
+VENUE_REJECT = Codes(
+    MALFORMED_JSON="malformed_json",
+    MISSING_FIELD="missing_field",
+    BAD_TYPE="bad_type",
+    BAD_NUMBER="bad_number",
+    NAN="nan_or_inf",
+    OUT_OF_RANGE="out_of_range",
+    ZERO_PRICE="zero_price",
+    NEGATIVE_PRICE="negative_price",
+    NEGATIVE_SIZE="negative_size",
+    ZERO_SIZE="zero_trade_size",
+    CROSSED="crossed_book",
+    NONCE_GAP="nonce_gap",
+    UNKNOWN_TYPE="unknown_type",
+    WRONG_CHANNEL="wrong_channel",
+    ERROR_FRAME="error_frame",
+    AWAITING_SNAPSHOT="awaiting_snapshot",
+)
+
+# why the venue connection is (or last went) down (feed gauge venue_last_error)
+VENUE_DOWN = Codes(
+    NONE="none",
+    CONNECT_FAILED="connect_failed",
+    CLOSED="closed_by_venue",
+    STALL="silent_stall",
+    SHUTDOWN="shutdown_frame",
+    ERROR_FRAME="error_frame",
+    PROTOCOL="protocol_error",
+    RESYNC="resync",
+)

@@ -21,6 +21,9 @@ from bog.shm.codes import (
     RISK,
     SIDE,
     SIGNAL,
+    VENUE_DOWN,
+    VENUE_FRAME,
+    VENUE_REJECT,
 )
 
 FIXED = 1_000_000_000  # fixed-point scale of every price and size in shared memory
@@ -63,6 +66,9 @@ assert SEGMENT_HEADER.itemsize == 128
 
 # Snapshot flags
 FLAG_FULL_SNAPSHOT = 1  # all DEPTH levels valid; otherwise only the top of book changed
+# The feed's book lost continuity (venue gap, disconnect, crossed book): no prices, a skipped
+# sequence number; the engine cancels its quotes until the next valid snapshot.
+FLAG_BOOK_INVALID = 2
 
 # One ticks-ring slot. Word 0 is the seqlock generation (odd while being written); word 1 the
 # ring position the slot holds, so a reader can tell a slot overwritten by a later lap.
@@ -99,6 +105,11 @@ RING_HEAD = 0  # number of items ever published (producer, release store)
 RING_TAIL = 1  # number of items consumed (fills queue consumer; unused for ticks)
 RING_CAPACITY = 2
 RING_CTRL_WORDS = 8
+# Venue market metadata a live feed writes before marking the ring READY (0 = not given); the
+# engine takes its tick size and minimum order from here instead of the config.
+RING_TICK_FIXED = 3  # price tick, fixed point
+RING_MIN_SIZE_FIXED = 4  # minimum order size, fixed point
+RING_SIZE_STEP_FIXED = 5  # size increment, fixed point
 
 FILL_LIQ_MAKER = LIQUIDITY.MAKER
 FILL_LIQ_TAKER = LIQUIDITY.TAKER
@@ -196,6 +207,7 @@ JOURNAL_WRITE, JOURNAL_ROTATE = JOURNAL_OP.WRITE, JOURNAL_OP.ROTATE
 
 BREAKER_STATES = BREAKER
 FEED_STATES = FEED_STATE
+VENUE_FRAMES, VENUE_REJECTS, VENUE_DOWN_REASONS = VENUE_FRAME, VENUE_REJECT, VENUE_DOWN
 
 # Process block: the first fields of every metrics body.
 _PROCESS_FIELDS = [
@@ -225,6 +237,26 @@ FEED_METRICS = np.dtype(
         ("feed_latency_us_sum", "<f8"),
         ("publish_ns_bucket", "<u8", (NB_LAT,)),
         ("publish_ns_sum", "<f8"),
+        # live venue source (zero for synthetic and replay)
+        ("venue_enabled", "<i8"),  # 1 when the source is a venue connection
+        ("venue_connected", "<i8"),  # 1 while the socket is up and subscribed
+        ("venue_book_valid", "<i8"),  # 1 while the book is whole (published)
+        ("venue_connected_since_s", "<f8"),  # seconds since the epoch, 0 = never
+        ("venue_reconnects_total", "<u8"),
+        ("venue_last_error", "<i8"),  # VENUE_DOWN code of the last disconnect
+        ("venue_last_error_ns", "<i8"),
+        ("venue_last_frame_ns", "<i8"),
+        ("venue_last_frame_age_s", "<f8"),  # updated by housekeeping
+        ("venue_frames_total", "<u8", (len(VENUE_FRAME),)),
+        ("venue_frames_rejected_total", "<u8", (len(VENUE_REJECT),)),
+        ("venue_book_resyncs_total", "<u8"),
+        ("venue_book_levels", "<i8", (2,)),  # levels held: bids, asks
+        ("venue_book_levels_dropped_total", "<u8"),  # beyond venue.book_max_levels
+        ("venue_market_index", "<i8"),
+        ("venue_tick_fixed", "<i8"),
+        ("venue_min_size_fixed", "<i8"),
+        ("venue_frame_to_publish_ns_bucket", "<u8", (NB_LAT,)),
+        ("venue_frame_to_publish_ns_sum", "<f8"),
     ],
     align=True,
 )

@@ -32,6 +32,8 @@ from bog.shm.layouts import (
     SIDES,
     SIGNAL_ACTIONS,
     STALE_AGE_US_EDGES,
+    VENUE_FRAMES,
+    VENUE_REJECTS,
     VOLUME_USD_EDGES,
 )
 
@@ -191,6 +193,29 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "Shared-memory segments the feed removed at start: owned by another user or not "
        "mode 0600 (possible spoofing)"),
     _h("bog_feed_publish_ns", FEED, "publish_ns", "Feed time to publish one snapshot, ns",
+       LATENCY_NS_EDGES),
+    # live venue (feed.source = "lighter"; zero otherwise)
+    _g("bog_venue_connected", FEED, "venue_connected",
+       "1 while the venue WebSocket is up and subscribed"),
+    _g("bog_venue_book_valid", FEED, "venue_book_valid",
+       "1 while the venue book is whole and published"),
+    _g("bog_venue_connected_since_seconds", FEED, "venue_connected_since_s",
+       "When the current venue connection came up, seconds since the epoch (0: never)"),
+    _c("bog_venue_reconnects", FEED, "venue_reconnects_total", "Venue reconnections"),
+    _g("bog_venue_last_error", FEED, "venue_last_error",
+       "Why the venue connection last went down (code, see docs/lighter.md)"),
+    _c("bog_venue_frames", FEED, "venue_frames_total", "Venue frames received, by type", "type",
+       VENUE_FRAMES),
+    _c("bog_venue_frames_rejected", FEED, "venue_frames_rejected_total",
+       "Venue frames rejected (never published), by reason", "reason", VENUE_REJECTS),
+    _g("bog_venue_last_frame_age_seconds", FEED, "venue_last_frame_age_s",
+       "Seconds since the last venue frame"),
+    _c("bog_venue_book_resyncs", FEED, "venue_book_resyncs_total",
+       "Book resubscribes after a gap, a crossed book or a bad snapshot"),
+    _c("bog_venue_book_levels_dropped", FEED, "venue_book_levels_dropped_total",
+       "Book levels dropped beyond venue.book_max_levels"),
+    _h("bog_venue_frame_to_publish_ns", FEED, "venue_frame_to_publish_ns",
+       "Venue frame handed over by the WebSocket library to snapshot published, ns",
        LATENCY_NS_EDGES),
 )
 
