@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -172,3 +173,37 @@ def to_toml(data: dict) -> str:
 # test_bench covers the default busy-poll).
 FAST = {"process": {"housekeeping_ms": 20.0, "engine_idle_sleep_us": 200.0},
         "execution": {"reconcile_every_s": 0.2}}
+
+
+# -- the runbook's commands (docs/runbook.md): run by the systemd e2e and the lighter tests ----
+RUNBOOK = ROOT / "docs" / "runbook.md"
+LIGHTER_RUNBOOK = "(lighter feed)"  # sections run against a lighter pipeline (test_lighter.py)
+
+
+def runbook_blocks() -> dict[str, list[list[str]]]:
+    """Section title -> its ``bash`` blocks, each a list of commands (comments dropped)."""
+    out: dict[str, list[list[str]]] = {}
+    section = ""
+    in_block = False
+    for line in RUNBOOK.read_text().splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif line.strip() == "```bash":
+            in_block = True
+            out.setdefault(section, []).append([])
+        elif line.strip() == "```" and in_block:
+            in_block = False
+        elif in_block and line.strip() and not line.lstrip().startswith("#"):
+            out[section][-1].append(line.strip())
+    return out
+
+
+def section(blocks: dict, prefix: str) -> list[list[str]]:
+    hits = [v for k, v in blocks.items() if k.startswith(prefix)]
+    assert len(hits) == 1, f"runbook section {prefix!r} not found (have {list(blocks)})"
+    return hits[0]
+
+
+USAGE_ERROR = re.compile(r"^usage: |invalid choice|unrecognized arguments|command not found|"
+                    r"Traceback \(most recent call last\)|Unknown (command|operation|option)|"
+                    r"invalid option", re.M)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -331,6 +332,30 @@ def test_unknown_market_is_one_line(fake, tmp_path):
 
 
 @pytest.mark.slow
+def run_lighter_runbook(cwd, env, port: int) -> dict[str, str]:
+    """Run every bash block of docs/runbook.md's lighter-feed sections from ``cwd``; each
+    command must work (exit 0, or 1 = nothing found). Returns section -> all output."""
+    import subprocess
+
+    from support import LIGHTER_RUNBOOK, USAGE_ERROR, runbook_blocks
+
+    out = {}
+    for title, blocks in runbook_blocks().items():
+        if LIGHTER_RUNBOOK not in title:
+            continue
+        text = ""
+        for cmd in (c for b in blocks for c in b):
+            run = cmd.replace("localhost:9090", f"127.0.0.1:{port}")
+            r = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=cwd, env=env,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode in (0, 1) and not USAGE_ERROR.search(r.stdout + r.stderr), (
+                cmd, r.returncode, r.stdout, r.stderr)
+            text += r.stdout
+        out[title.split(" (")[0]] = text
+    assert len(out) == 2, sorted(out)
+    return out
+
+
 def test_bog_run_on_the_fake_venue_trades_on_paper(fake, tmp_path):
     """``bog run --feed lighter --venue-url ...`` against the fake: quotes and paper fills on
     real (fake) trades, venue metrics and /health venue section live, and a storm of venue gaps
@@ -345,7 +370,8 @@ def test_bog_run_on_the_fake_venue_trades_on_paper(fake, tmp_path):
     cfg = venue_config(fake)
     del cfg["venue"]["url"]
     cfgp.write_text(to_toml(cfg))
-    env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "l"))
+    # logs where the runbook looks for them (logs/bog.log under the working directory)
+    env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "logs"))
     out = open(tmp_path / "run.out", "wb")
     sup = subprocess.Popen([sys.executable, "-m", "bog.cli", "run", "--instance", inst,
                             "--config", str(cfgp), "--feed", "lighter", "--market", "BTC",
@@ -389,6 +415,18 @@ def test_bog_run_on_the_fake_venue_trades_on_paper(fake, tmp_path):
         health = json.loads(get("/health"))
         assert health["venue"]["connected"] is True
         assert health["venue"]["market_index"] == 1
+        # bogctl status shows the venue connection, read from the feed's shared memory
+        ctl = [sys.executable, "-m", "bog.ctl", "status", "--instance", inst]
+        s = json.loads(subprocess.run(ctl + ["--json"], capture_output=True, text=True,
+                                      env=env, timeout=60).stdout)
+        assert s["venue"]["connected"] is True and s["venue"]["market_index"] == 1
+        text = subprocess.run(ctl, capture_output=True, text=True, env=env, timeout=60).stdout
+        assert re.search(r"^venue: +connected \(\d+ s\)", text, re.M), text
+        # the runbook's lighter sections, run as written (the monitor's port substituted)
+        ran = run_lighter_runbook(tmp_path, env, port)
+        assert "Sequence gap: venue" in ran["Venue gaps and resyncs"]
+        assert "bog_venue_book_resyncs_total" in ran["Venue gaps and resyncs"]
+        assert '"connected": true' in ran["Venue disconnected or silent"]
         assert "bog_fills_received_total" in metrics
     finally:
         sup.send_signal(signal.SIGTERM)

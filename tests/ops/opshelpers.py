@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -19,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from support import USAGE_ERROR
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
-RUNBOOK = ROOT / "docs" / "runbook.md"
 PATH_IN_MACHINE = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # numba's cache for the container, kept between runs so units start in seconds, not ~30 s
 NUMBA_CACHE = Path(os.environ.get("BOG_TEST_NUMBA_CACHE", "/var/tmp/bog-test-numba-cache"))
@@ -119,36 +119,6 @@ class Machine:
             self.proc.wait(10)
 
 
-# -- the runbook's commands ------------------------------------------------------------------------
-def runbook_blocks() -> dict[str, list[list[str]]]:
-    """Section title -> its ``bash`` blocks, each a list of commands (comments dropped)."""
-    out: dict[str, list[list[str]]] = {}
-    section = ""
-    in_block = False
-    for line in RUNBOOK.read_text().splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
-        elif line.strip() == "```bash":
-            in_block = True
-            out.setdefault(section, []).append([])
-        elif line.strip() == "```" and in_block:
-            in_block = False
-        elif in_block and line.strip() and not line.lstrip().startswith("#"):
-            out[section][-1].append(line.strip())
-    return out
-
-
-def section(blocks: dict, prefix: str) -> list[list[str]]:
-    hits = [v for k, v in blocks.items() if k.startswith(prefix)]
-    assert len(hits) == 1, f"runbook section {prefix!r} not found (have {list(blocks)})"
-    return hits[0]
-
-
-_USAGE = re.compile(r"^usage: |invalid choice|unrecognized arguments|command not found|"
-                    r"Traceback \(most recent call last\)|Unknown (command|operation|option)|"
-                    r"invalid option", re.M)
-
-
 def run_runbook_block(m: Machine, cmds: list[str], allow_fail: tuple[str, ...] = ()) -> dict:
     """Run each command; each must be valid (exit 0, or 1 = nothing found / degraded).
 
@@ -167,7 +137,7 @@ def run_runbook_block(m: Machine, cmds: list[str], allow_fail: tuple[str, ...] =
         results[key] = r
         text = r.stdout + r.stderr
         expected = any(a in cmd for a in allow_fail)
-        assert not _USAGE.search(text) or expected, f"`{cmd}` looks broken:\n{text}"
+        assert not USAGE_ERROR.search(text) or expected, f"`{cmd}` looks broken:\n{text}"
         ok = {0, 1, 124} if follow else {0, 1}
         assert r.returncode in ok or expected, f"`{cmd}` exited {r.returncode}:\n{text}"
     return results

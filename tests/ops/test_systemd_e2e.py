@@ -33,9 +33,8 @@ from opshelpers import (
     Machine,
     require_tools,
     run_runbook_block,
-    runbook_blocks,
-    section,
 )
+from support import LIGHTER_RUNBOOK, runbook_blocks, section
 
 pytestmark = pytest.mark.slow
 
@@ -387,5 +386,7 @@ def test_start_stop_restart_section(m):
 
 
 def test_every_runbook_block_was_run():
-    want = {f"{title}#{i}" for title, blocks in BLOCKS.items() for i in range(len(blocks))}
+    # (the lighter feed's sections run against a lighter pipeline: tests/test_lighter.py)
+    want = {f"{title}#{i}" for title, blocks in BLOCKS.items() for i in range(len(blocks))
+            if LIGHTER_RUNBOOK not in title}
     assert want - COVERED == set(), f"runbook blocks no test ran: {sorted(want - COVERED)}"
