@@ -470,3 +470,26 @@ def test_volatility_widens_the_simple_spread_up_to_twice():
     assert calm_vol < 10.0 < 50.0 < wild_vol
     assert calm == pytest.approx(10.0, abs=0.1)
     assert wild == pytest.approx(20.0, abs=0.1)
+
+
+def test_first_tick_after_a_gap_rebases_a_moved_price_instead_of_rejecting_it_forever():
+    """Updates missed (a gap, an overrun) while the market moved 10%: the first tick after the
+    gap is skipped and re-bases the price (as after stale data); the next ones trade. Without
+    the re-base every later tick would be a 'price_jump' and the breaker would open."""
+    h = KernelHarness()
+    h.publish(BID, ASK)
+    h.run()
+    h.publish(BID * 1.1, ASK * 1.1, seq=h.seq + 5)  # 4 updates missing
+    h.publish(BID * 1.1 + 1, ASK * 1.1 + 1)
+    h.publish(BID * 1.1 + 2, ASK * 1.1 + 2)
+    h.run()
+    assert int(h.m["sequence_gaps_total"]) == 1
+    assert rej(h, "moved_after_stale") == 1 and rej(h, "price_jump") == 0
+    assert int(h.m["ticks_accepted_total"]) == 3
+    assert int(h.st["breaker"]) == K.BREAKER_CLOSED
+    # without a gap the same move is still a rejected jump
+    j = KernelHarness()
+    j.publish(BID, ASK)
+    j.publish(BID * 1.1, ASK * 1.1)
+    j.run()
+    assert rej(j, "price_jump") == 1

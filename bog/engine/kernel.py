@@ -638,7 +638,12 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     m.ticks_total += 1
     m.last_tick_ns = t0
     seq = snap.sequence
-    if st.have_seq == 1:
+    if st.have_seq == 0:
+        # a new ring, or a resync after an overrun: the data jumped; the first tick may
+        # re-base the price like the first tick after stale data (else every later tick of a
+        # market that moved meanwhile would be rejected as a price jump)
+        st.after_stale = 1
+    else:
         if seq == st.last_seq:
             m.sequence_duplicates_total += 1
             return
@@ -652,6 +657,7 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
             m.sequence_gap_size_bucket[bucket_index(GAP_SIZE_EDGES, gap)] += 1
             m.sequence_gap_size_sum += gap
             _event(st, events, EV_GAP, t0, st.last_seq, seq, gap, 0)
+            st.after_stale = 1  # updates are missing: the price may have moved meanwhile
     st.last_seq = seq
     st.have_seq = 1
     # recovering from stale data: record how old the data had become
