@@ -146,9 +146,16 @@ def install_shim_venv(m: Machine) -> None:
     site = Path(sysconfig.get_paths()["purelib"]).relative_to(VENV)
     m.sh(f"{VENV_PYTHON} -m venv --without-pip {SHIM}/venv")
     m.sh(f"printf '%s\\n' {SHIM}/src {SHIM}/hostvenv/{site} > {SHIM}/venv/{site}/bog-e2e.pth")
-    for exe, module in (("bog", "bog.cli"), ("bogctl", "bog.ctl")):
-        m.sh(f"printf '#!{SHIM}/venv/bin/python\\nimport sys\\nfrom {module} import main\\n"
-             f"sys.exit(main())\\n' > {SHIM}/venv/bin/{exe} && chmod 755 {SHIM}/venv/bin/{exe}")
+    from importlib.metadata import entry_points
+
+    # the installed console scripts' own entry points (e.g. bogctl = bog.ctl.cli:main)
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")
+               if e.name in ("bog", "bogctl")}
+    assert set(scripts) == {"bog", "bogctl"}, scripts
+    for exe, target in scripts.items():
+        module, func = target.split(":")
+        m.sh(f"printf '#!{SHIM}/venv/bin/python\\nimport sys\\nfrom {module} import {func}\\n"
+             f"sys.exit({func}())\\n' > {SHIM}/venv/bin/{exe} && chmod 755 {SHIM}/venv/bin/{exe}")
     r = m.sh(f"cd / && {SHIM}/venv/bin/python -c 'import bog; print(bog.__file__)'")
     assert r.stdout.strip() == f"{SHIM}/src/bog/__init__.py", r.stdout + r.stderr
 
