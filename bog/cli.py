@@ -1,7 +1,7 @@
 """``bog``: run the pipeline or one of its processes, benchmark it, record its ticks.
 
     bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay|lighter]
-                 [--replay-file P] [--speed X|max] [--market M] [--venue-url URL]
+                 [--replay-file P] [--speed X|max] [--report FILE.json] [--market M] [--venue-url URL]
                                                            supervisor: feed + engine + monitor
     bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
     bog engine   [--config F] [--instance N]
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-monitor", action="store_true", help="do not start the monitor")
     p.add_argument("--port", type=int, help="monitor port")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="replay: also write the end-of-replay report to this file as JSON")
     for name in ("feed", "engine"):
         p = sub.add_parser(name, help=f"run the {name} process")
         _common(p)

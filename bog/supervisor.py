@@ -85,6 +85,11 @@ class Supervisor:
             self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts,
                                        lambda proc: http_status(health, 0.5) is not None))
 
+        self.replay = cfg.feed.source == "replay"
+        self.report_path = getattr(args, "report", None)
+        self._engine_up = 0.0  # monotonic time the engine was ready
+        self._final: tuple | None = None  # (feed, engine metrics, wall s) when the replay ended
+
     def handle_exit(self, sig, frame) -> None:
         if self.should_exit:
             self.kill_now = True
@@ -98,7 +103,10 @@ class Supervisor:
             for child in self.children:
                 if self.should_exit:
                     break
-                if not self._start(child, wait=True):
+                ok = self._start(child, wait=True)
+                if child.name == "engine":
+                    self._engine_up = time.monotonic()
+                if not ok:
                     code = child.proc.returncode if child.proc else None
                     if code is not None and code < 0:
                         # killed by a signal while starting: a crash, restarted like any other
@@ -110,12 +118,93 @@ class Supervisor:
                     self._stop_all()
                     return 1
             if not self.should_exit:
-                log.info("bog run: pipeline up (instance %s); Ctrl-C to stop", self.instance)
+                log.info("bog run: pipeline up (instance %s); Ctrl-C to stop%s", self.instance,
+                         " (or the end of the replay)" if self.replay else "")
             while not self.should_exit and time.monotonic() < deadline:
                 self._watch()
+                if self.replay and self._replay_finished():
+                    break
                 time.sleep(0.1)
         finally:
             self._stop_all()
+        if self._final is not None:
+            return self._report()
+        return 0
+
+    # -- replay: end by itself, with a report ------------------------------------------------
+    def _blocks(self):
+        """(feed, engine) metrics snapshots of this run's children, or None."""
+        from bog.shm.metrics import ENGINE, FEED, MetricsBlock
+
+        names = SegmentNames(self.instance)
+        out = []
+        for child, (name, proc) in zip(self.children[:2], ((names.feed_metrics, FEED),
+                                                            (names.engine_metrics, ENGINE))):
+            try:
+                blk = MetricsBlock.attach(name, proc)
+            except seg_mod.SegmentError:
+                return None
+            try:
+                m = blk.snapshot()
+            finally:
+                blk.close(unlink=False)
+            if child.proc is None or int(m["pid"]) != child.proc.pid:
+                return None
+            out.append(m)
+        return out
+
+    def _replay_finished(self) -> bool:
+        """True once the feed published every row, the engine read them all and drained its
+        fill queue; the final metrics are kept in ``_final``."""
+        b = self._blocks()
+        if b is None:
+            return False
+        fm, em = b
+        if not (int(fm["replay_done"]) == 1 and int(em["ring_read_epoch"]) != 0
+                and int(em["ring_read_pos"]) == int(fm["messages_total"])
+                and int(em["fills_generated_total"]) == int(em["fills_received_total"].sum())
+                + int(em["fills_dropped_total"])):
+            return False
+        wall = time.monotonic() - self._engine_up
+        time.sleep(0.3)  # a few housekeeping passes: order events journaled, metrics exported
+        b = self._blocks()
+        if b is None:
+            return False
+        self._final = (b[0], b[1], wall)
+        log.info("bog run: replay processed to its last row; stopping")
+        return True
+
+    def _report(self) -> int:
+        import orjson
+
+        from bog.engine.process import journal_path
+        from bog.replayreport import build_report, format_report, journal_run
+
+        fm, em, wall = self._final
+        engine_pid = int(em["pid"])
+        try:
+            records = journal_run(journal_path(self.cfg, self.instance), engine_pid)
+        except (OSError, ValueError) as e:
+            print(f"bog run: replay report: cannot read the journal: {e}", file=sys.stderr)
+            return 1
+        report = build_report(self.cfg.feed.replay_file, self.cfg.feed.replay_speed, fm, em,
+                              records, wall)
+        print(format_report(report), flush=True)
+        if self.report_path:
+            try:
+                with open(self.report_path, "wb") as f:
+                    f.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+            except OSError as e:
+                print(f"bog run: cannot write the report to {self.report_path}: "
+                      f"{e.strerror or e}", file=sys.stderr)
+                return 1
+        complete = (report["lost"] == 0 and report["rows_processed"] + report["skipped_at_attach"]
+                    == report["rows_published"])
+        if not complete:
+            print(f"bog run: replay incomplete: {report['rows_processed']} of "
+                  f"{report['rows_published']} rows processed, {report['lost']} lost, "
+                  f"{report['skipped_at_attach']} skipped", file=sys.stderr)
+            return 1
         return 0
 
     def _start(self, child: Child, wait: bool) -> bool:

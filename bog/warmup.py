@@ -30,7 +30,8 @@ def warm() -> float:
     em = np.zeros(1, ENGINE_METRICS)
     st = K.make_state()
     K.engine_run(st, K.make_params(cfg), em, feed.ctrl, feed.words, b.snap, b.snap_words,
-                 b.orders, np.zeros(2, np.int64), b.fill, fctrl, fwords, b.events, b.mailbox, 0)
+                 b.orders, np.zeros(2, np.int64), b.fill, fctrl, fwords, b.events, b.mailbox,
+                 np.zeros(1, np.int64), 0)
     K.cancel_all_orders(st, em, b.orders, b.events, 0)
     fills_peek_into(fctrl, fwords, np.zeros((2, FILL_WORDS), np.int64))
     fills_commit(fctrl, 0)

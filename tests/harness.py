@@ -58,6 +58,7 @@ class KernelHarness:
         self.fctrl[RING_CAPACITY] = fill_capacity
         self.fwords = np.zeros(fill_capacity * FILL_WORDS, np.int64)
         self.staging = np.zeros(1, TICK_SLOT)
+        self.rpos = np.zeros(1, np.int64)  # the engine's published read position
         self.seq = 0
         self.ev_seen = 0
 
@@ -116,7 +117,7 @@ class KernelHarness:
         b = self.buf
         return K.engine_run(self.state, self.params, self.metrics, self.tctrl, self.twords,
                             b.snap, b.snap_words, b.orders, self.quote, b.fill, self.fctrl,
-                            self.fwords, b.events, b.mailbox, stop_ns)
+                            self.fwords, b.events, b.mailbox, self.rpos, stop_ns)
 
     def open_orders(self) -> list[dict]:
         o = self.buf.orders

@@ -12,10 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
-from support import FAST, wait_for
+from support import FAST, merge, wait_for
 
 from bog.feed import csvformat, record
 from bog.feed.replay import (
@@ -402,6 +403,7 @@ def test_replay_at_max_speed_publishes_every_row(tmp_path, pipeline_factory):
     assert n == 20_000 - len(bad) == expected.rows_read - expected.rejected
     pl = pipeline_factory(FAST)
     pl.start("feed", "--feed", "replay", "--replay-file", str(path), "--speed", "max")
+    pl.start("engine")  # a replay publishes only while an engine reads the ring
     m = wait_for(lambda: (mm := _feed_metrics(pl))["replay_done"] == 1 and mm, 60,
                  what="replay done")
     assert m["messages_total"] == n and m["last_sequence"] == n
@@ -419,6 +421,40 @@ def test_replay_at_max_speed_publishes_every_row(tmp_path, pipeline_factory):
     assert f"Replay row rejected: file {path} line {bad[0]}: crossed book" in log
     assert "replay finished" in log
     assert pl.stop_all()["feed"] == 0
+
+
+def _engine_caught_up(pl, n):
+    m = pl.metrics("engine")
+    return int(m["ticks_total"]) == n and m
+
+
+def test_replay_is_lossless_with_a_small_ring_at_max_speed(tmp_path, pipeline_factory):
+    """A 64-slot ring and 20,000 rows at --speed max: the feed waits for the engine to attach
+    (publishes nothing before), then never laps it: every valid row is processed, none lost or
+    skipped, and the tick accounting adds up."""
+    path = tmp_path / "book.csv"
+    bad = write_csv(path, 20_000, levels=10, bad_every=997)
+    n = 20_000 - len(bad)
+    pl = pipeline_factory(merge(FAST, {"feed": {"ring_capacity": 64}}))
+    pl.start("feed", "--feed", "replay", "--replay-file", str(path), "--speed", "max")
+    time.sleep(0.5)  # no engine yet: the replay waits, and says so
+    fm = _feed_metrics(pl)
+    assert fm["messages_total"] == 0 and fm["replay_waiting_for_engine"] == 1
+    pl.start("engine")
+    wait_for(lambda: _feed_metrics(pl)["replay_done"] == 1, 60, what="replay done")
+    m = wait_for(lambda: _engine_caught_up(pl, n), 60, what="engine processed every row")
+    fm = _feed_metrics(pl)
+    assert fm["messages_total"] == n and fm["replay_waiting_for_engine"] == 0
+    assert int(m["ring_lost_ticks_total"]) == 0 and int(m["ring_overruns_total"]) == 0
+    assert int(m["ticks_skipped_at_attach_total"]) == 0
+    wait_for(lambda: int(pl.metrics("engine")["ring_published_total"]) == n, 10,
+             what="published total exported")
+    assert int(pl.metrics("engine")["ring_unaccounted_ticks"]) == 0
+    assert int(m["sequence_gaps_total"]) == 0
+    log = pl.log_text()
+    assert "replay waiting for the engine" in log and "replay resumed" in log
+    codes = pl.stop_all()
+    assert codes == {"engine": 0, "feed": 0}
 
 
 def test_record_then_replay_round_trip(tmp_path, pipeline_factory):
@@ -451,6 +487,7 @@ def test_record_then_replay_round_trip(tmp_path, pipeline_factory):
 
     dst = pipeline_factory(FAST)
     dst.start("feed", "--feed", "replay", "--replay-file", str(out), "--speed", "max")
+    dst.start("engine")
     m = wait_for(lambda: (mm := _feed_metrics(dst))["replay_done"] == 1 and mm, 60,
                  what="replay done")
     assert m["replay_rows_total"] == 500 and m["replay_rows_rejected_total"] == 0
@@ -466,3 +503,65 @@ def test_record_then_replay_round_trip(tmp_path, pipeline_factory):
     assert ((items["local_recv_ns"] - items["exchange_ts_ns"])
             == (records["local_recv_ns"] - records["exchange_ts_ns"])).all()
     assert dst.stop_all()["feed"] == 0
+
+
+# ---- bog run --feed replay: ends by itself with a report -------------------------------------
+TRADING = {"strategy": {"spread_bps": 1.0, "min_market_spread_bps": 0.0, "requote_bps": 0.5,
+                        "order_size_btc": 0.01},
+           "risk": {"min_quote_interval_ms": 0.0, "max_position_btc": 0.05},
+           "execution": {"maker_latency_ms": 0.0}}
+
+
+def _bog_run(pl, path, speed: str, *extra: str, timeout=240):
+    argv = pl.argv("run", "--no-monitor", "--feed", "replay", "--replay-file", str(path),
+                   "--speed", speed, *extra)
+    return subprocess.run(argv, env=pl.env, capture_output=True, text=True, timeout=timeout)
+
+
+def _journal_fills(path: Path) -> list[dict]:
+    """This run's records: after the (only) EngineStart of a fresh state directory."""
+    docs = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    starts = [i for i, d in enumerate(docs) if d["type"] == "EngineStart"]
+    assert len(starts) == 1
+    return docs[starts[0] + 1:]
+
+
+def test_replay_run_ends_by_itself_with_a_report_that_matches_the_journal(tmp_path,
+                                                                          pipeline_factory):
+    path = tmp_path / "book.csv"
+    bad = write_csv(path, 5_000, levels=10, bad_every=997)
+    n = 5_000 - len(bad)
+    pl = pipeline_factory(merge(FAST, TRADING, {"feed": {"ring_capacity": 256}}))
+    report_path = tmp_path / "report.json"
+    r = _bog_run(pl, path, "max", "--report", str(report_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert f"bog replay report: {path} at speed max" in r.stdout
+    rep = orjson.loads(report_path.read_bytes())
+    assert (rep["rows_read"], rep["rows_rejected"], rep["rows_published"],
+            rep["rows_processed"], rep["lost"], rep["skipped_at_attach"]) == (
+        5_000, len(bad), n, n, 0, 0)
+    assert list_segments(pl.instance) == []  # every process stopped and cleaned up
+    # the trading figures, recomputed here from the journal
+    recs = _journal_fills(pl.journal_path())
+    fills = [d for d in recs if d["type"] == "Fill"]
+    assert len(fills) > 10, "the test market must trade through the quotes"
+    assert rep["fills"] == len(fills)
+    assert rep["fills_by_side"] == {s: sum(d["side"] == s for d in fills) for s in ("buy", "sell")}
+    assert rep["fills_by_liquidity"]["maker"] + rep["fills_by_liquidity"]["taker"] == len(fills)
+    for liq in ("maker", "taker"):
+        assert rep["fills_by_liquidity"][liq] == sum(d["liquidity"] == liq for d in fills)
+    assert rep["volume_usd"] == pytest.approx(sum(d["price"] * d["qty"] for d in fills))
+    assert rep["fees_usd"] == pytest.approx(sum(d["fee_usd"] for d in fills))
+    pos = sum((1 if d["side"] == "buy" else -1) * d["qty_fixed"] for d in fills) / FIXED
+    assert rep["final_position_btc"] == pytest.approx(pos)
+    # cash flow: realized + unrealized at the last mid = -sum(signed notional) - fees + pos*mid
+    cash = -sum((1 if d["side"] == "buy" else -1) * d["price"] * d["qty"] for d in fills)
+    total = cash - rep["fees_usd"] + pos * rep["last_mid_usd"]
+    assert rep["realized_pnl_usd"] + rep["unrealized_pnl_usd"] == pytest.approx(total, abs=1e-6)
+    assert rep["final_position_value_usd"] == pytest.approx(pos * rep["last_mid_usd"])
+    assert rep["orders"] == {s: sum(d["type"] == "OrderSubmit" and d["side"] == s for d in recs)
+                             for s in ("buy", "sell")}
+    assert rep["cancels"] == sum(d["type"] == "OrderCancel" for d in recs)
+    assert rep["max_inventory_btc"] <= 0.05 + 0.01 and rep["max_drawdown_usd"] >= 0
+    assert rep["ticks_per_s"] > 0 and rep["tick_latency_p99_ns"] >= rep["tick_latency_p50_ns"]

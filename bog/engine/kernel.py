@@ -800,8 +800,12 @@ def idle(st, p, m, orders, events, now):
 
 @nb.njit(cache=True, nogil=True)
 def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders, quote,
-               fill, fctrl, fwords, events, mb, stop_ns):
+               fill, fctrl, fwords, events, mb, rpos, stop_ns):
     """Process ticks until ``stop_ns`` or until the mailbox says stop.
+
+    ``rpos`` is a 1-word int64 view of the engine metrics' ``ring_read_pos``: after copying a
+    slot out of the ring the new read position is published there with a release store, so a
+    replay feed waiting on it never overwrites a slot not read yet (docs/replay.md).
 
     Runs in the engine's hot thread (GIL released) while the Python thread drains fills and
     events concurrently. Returns the number of ticks processed.
@@ -822,6 +826,7 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 _event(st, events, EV_OVERRUN, clock_ns(CLOCK_REALTIME), lost, st.next_pos, head, 0)
                 st.next_pos = head - 1
                 st.have_seq = 0  # counted as lost ticks here, not again as a sequence gap
+                store_release(rpos, 0, st.next_pos)
             status = ticks_read(tctrl, twords, st.next_pos, snap_words)
             if status == READ_TORN:
                 m.torn_reads_total += 1
@@ -832,6 +837,7 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 # head passes next_pos + cap and the overrun branch counts and resyncs
                 continue
             st.next_pos += 1
+            store_release(rpos, 0, st.next_pos)  # the slot is copied: the feed may reuse it
             t0 = clock_ns(CLOCK_REALTIME)
             apply_mailbox(st, m, orders, events, mb, t0)
             process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)

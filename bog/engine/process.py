@@ -45,6 +45,8 @@ from bog.shm.codes import BREAKER_CAUSE, SIGNAL, signal_log_name
 from bog.shm.layouts import (
     BREAKER_STATES,
     CONTROL,
+    ENGINE_METRICS,
+    ENGINE_READ_POS_WORD,
     FEED_STATES,
     FILL,
     FILL_WORDS,
@@ -131,6 +133,10 @@ class EngineService(Service):
 
         # The metrics block first: it is how a live engine is detected (create() refuses).
         self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
+        # the kernel's published read position (replay back-pressure, docs/replay.md): one
+        # word of this engine's own metrics block, so no other segment is ever written by it
+        self._read_pos = self.metrics.segment.words(0, ENGINE_METRICS.itemsize // 8)[
+            ENGINE_READ_POS_WORD:ENGINE_READ_POS_WORD + 1]
         self.tracker, carried = self._recover()
         # The new fill queue replaces the dead engine's. Fills of the old queue the journal
         # could not take now (full disk) are carried over into the new one, first in line:
@@ -317,7 +323,7 @@ class EngineService(Service):
         return K.engine_run(self.state, self.params, self.metrics.m, self.ring.ctrl,
                             self.ring.words, b.snap, b.snap_words, b.orders, self.quote,
                             b.fill, self.fills.ctrl, self.fills.words, b.events, b.mailbox,
-                            stop_ns)
+                            self._read_pos, stop_ns)
 
     # -- fills ------------------------------------------------------------------------------
     def drain_fills(self) -> int:
@@ -713,6 +719,7 @@ class EngineService(Service):
                 old = self.ring
                 self._leave_ring()
                 self.ring = _NoFeed()
+                self._publish_read_position(0)
                 self._unpark_hot()
                 old.close(unlink=False)
             elif first:
@@ -731,12 +738,22 @@ class EngineService(Service):
         self._leave_ring()
         self.ring = ring
         skipped = K.ring_attach(self.state, self.metrics.m, ring.head)  # from the newest
+        self._publish_read_position(ring.epoch)
         self._venue_market(ring)
         self._unpark_hot()
         if old.segment is not None:
             old.close(unlink=False)
         log.info("attached to feed ring %s (capacity %d) at its newest snapshot; skipped the "
                  "%d ticks published before it", self.names.ticks, ring.capacity, skipped)
+
+    def _publish_read_position(self, epoch: int) -> None:
+        """Tell a replay feed which ring this engine reads and where (kernel parked): the
+        epoch is cleared first and set last, so a feed never pairs a position with the wrong
+        ring."""
+        m = self.metrics.m[0]
+        m["ring_read_epoch"] = 0
+        self._read_pos[0] = int(self.state[0]["next_pos"])
+        m["ring_read_epoch"] = int(epoch)
 
     def _venue_market(self, ring) -> None:
         """A live venue feed gives the market's tick and minimum order (0 = not given): they

@@ -57,7 +57,7 @@ class FeedService(Service):
         if cfg.feed.source == "replay":
             from bog.feed.replay import ReplaySource
 
-            self.source = ReplaySource(cfg, self.ring, self.metrics)
+            self.source = ReplaySource(cfg, self.ring, self.metrics, self.instance)
         elif cfg.feed.source == "lighter":
             from bog.feed.lighter import LighterSource
 
@@ -123,6 +123,8 @@ class FeedService(Service):
         self._next_stall = time.monotonic() + f.fault_stall_every_s
 
     def shutdown(self) -> None:
+        if hasattr(getattr(self, "source", None), "close"):
+            self.source.close()
         if getattr(self, "metrics", None) is not None:
             self.metrics.m[0]["running"] = 0
             self.metrics.close()

@@ -36,6 +36,7 @@ import gzip
 import logging
 import os
 import stat
+import time
 import zlib
 
 import numba as nb
@@ -45,11 +46,15 @@ from bog.config import ConfigError
 from bog.feed import csvformat, record
 from bog.feed.publish import publish_snapshot
 from bog.log import RateLimiter
+from bog.shm import SegmentNames
+from bog.shm import segment as seg_mod
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
+from bog.shm.metrics import ENGINE, MetricsBlock
 from bog.shm.layouts import (
     DEPTH,
     FIXED,
     FLAG_FULL_SNAPSHOT,
+    RING_HEAD,
     TICK_SLOT,
     TICK_SLOT_WORDS,
 )
@@ -435,11 +440,32 @@ def replay_run(rows_words, pace_ts, latency, state, staging, ctrl, words, metric
     return 0
 
 
-class ReplaySource:
-    """The feed's replay source: ``run(stop_ns) -> wait_ns`` and ``done`` (see FeedService)."""
+READER_POLL_NS = 200_000  # ring full, engine reading: look again after this long
+READER_GONE_POLL_NS = 10_000_000  # no engine reads the ring: look again after this long
+READER_ATTACH_EVERY_S = 0.05  # attach attempts to the engine metrics block, at most
 
-    def __init__(self, cfg, ring, metrics):
+
+class ReplaySource:
+    """The feed's replay source: ``run(stop_ns) -> wait_ns`` and ``done`` (see FeedService).
+
+    Lossless: rows are published only while an engine reads this ring, and never more than the
+    ring's capacity beyond the engine's read position (``ring_read_pos`` in the engine's own
+    metrics block, which this feed attaches read-only; ``ring_read_epoch`` says which ring it
+    is about). While no engine reads the ring (not started yet, crashed, restarting) the replay
+    pauses: ``replay_waiting_for_engine`` = 1, a log line every ``WAIT_LOG_EVERY_S``; the feed
+    keeps its heartbeat and stops on SIGTERM as usual. A new engine attaches at the newest
+    snapshot, so what the dead one left unread is counted by it as skipped at attach.
+    """
+
+    WAIT_LOG_EVERY_S = 10.0
+
+    def __init__(self, cfg, ring, metrics, instance: str = ""):
         feed = cfg.feed
+        self.names = SegmentNames(instance) if instance else None
+        self._reader = None  # the engine's metrics block (read-only), when attached
+        self._reader_checked = 0.0
+        self._waiting_since = 0.0  # monotonic time the replay started waiting for an engine
+        self._wait_logged = 0.0
         self.speed = float(feed.replay_speed)
         loaded = load_replay(feed.replay_file, feed.market_id)
         self.loaded = loaded
@@ -465,10 +491,86 @@ class ReplaySource:
         return bool(self.state[0]["done"])
 
     def run(self, stop_ns: int) -> int:
-        """Publish until ``stop_ns``; returns ns until the next row is due (0 if none)."""
-        return int(replay_run(self.rows_words, self.pace_ts_ns, self.latency_ns, self.state,
-                              self.staging, self.ring.ctrl, self.ring.words, self.metrics.m,
-                              self.speed, stop_ns, 1 << 62))
+        """Publish until ``stop_ns``; returns ns until the next row is due or until the
+        engine may have made room (0 if none)."""
+        if self.names is None:  # unit tests: no engine, no back-pressure
+            return int(replay_run(self.rows_words, self.pace_ts_ns, self.latency_ns, self.state,
+                                  self.staging, self.ring.ctrl, self.ring.words, self.metrics.m,
+                                  self.speed, stop_ns, 1 << 62))
+        while True:
+            room = self._room()
+            if room < 0:
+                return READER_GONE_POLL_NS
+            if room == 0:
+                return READER_POLL_NS
+            wait = int(replay_run(self.rows_words, self.pace_ts_ns, self.latency_ns, self.state,
+                                  self.staging, self.ring.ctrl, self.ring.words, self.metrics.m,
+                                  self.speed, stop_ns, room))
+            if wait > 0 or self.done or time.time_ns() >= stop_ns:
+                return wait
+
+    def _room(self) -> int:
+        """Rows that may be published now without overwriting a slot the engine has not read;
+        -1 while no engine reads this ring."""
+        blk = self._reader_block()
+        m = self.metrics.m[0]
+        if blk is not None:
+            r = blk.m[0]
+            if int(r["ring_read_epoch"]) == self.ring.epoch:
+                pos = int(r["ring_read_pos"])
+                if int(r["ring_read_epoch"]) == self.ring.epoch:  # not changed meanwhile
+                    if self._waiting_since:
+                        log.info("replay resumed: engine (pid %d) reads the ring from position "
+                                 "%d", int(r["pid"]), pos)
+                    self._waiting_since = 0.0
+                    m["replay_waiting_for_engine"] = 0
+                    return max(pos + self.ring.capacity - int(self.ring.ctrl[RING_HEAD]), 0)
+        now = time.monotonic()
+        if not self._waiting_since:
+            self._waiting_since = self._wait_logged = now
+            m["replay_waiting_for_engine"] = 1
+            log.info("replay waiting for the engine to attach to the ticks ring (%d of %d rows "
+                     "published)", int(self.state[0]["next_row"]), len(self.rows))
+        elif now - self._wait_logged >= self.WAIT_LOG_EVERY_S:
+            self._wait_logged = now
+            log.warning("replay paused: no engine has read the ticks ring for %.0f s (%d of %d "
+                        "rows published); waiting for one", now - self._waiting_since,
+                        int(self.state[0]["next_row"]), len(self.rows))
+        return -1
+
+    def _reader_block(self):
+        """The engine's metrics block, attached read-only; None while there is no live one."""
+        blk = self._reader
+        now = time.monotonic()
+        if blk is not None:
+            if now - self._reader_checked < READER_ATTACH_EVERY_S:
+                return blk  # (re)checked below at most every READER_ATTACH_EVERY_S
+            self._reader_checked = now
+            h = blk.segment.header[0]
+            if (blk.segment.state == seg_mod.STATE_READY
+                    and seg_mod.owner_alive(int(h["owner_pid"]), int(h["owner_start_ticks"]))
+                    and not blk.segment.replaced_or_closed()):
+                return blk
+            blk.close(unlink=False)
+            self._reader = None
+            self._reader_checked = 0.0
+        if now - self._reader_checked < READER_ATTACH_EVERY_S:
+            return None
+        self._reader_checked = now
+        try:
+            blk = MetricsBlock.attach(self.names.engine_metrics, ENGINE)
+        except seg_mod.SegmentError:
+            return None
+        if blk.segment.state != seg_mod.STATE_READY:
+            blk.close(unlink=False)
+            return None
+        self._reader = blk
+        return blk
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close(unlink=False)
+            self._reader = None
 
 
 def warm() -> None:

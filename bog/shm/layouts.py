@@ -233,6 +233,8 @@ FEED_METRICS = np.dtype(
         ("replay_rows_total", "<u8"),
         ("replay_rows_rejected_total", "<u8"),
         ("replay_done", "<i8"),
+        # 1 while the replay waits because no engine reads its ring (not attached yet, or gone)
+        ("replay_waiting_for_engine", "<i8"),
         ("feed_latency_us_bucket", "<u8", (NB_FEED,)),
         ("feed_latency_us_sum", "<f8"),
         ("publish_ns_bucket", "<u8", (NB_LAT,)),
@@ -301,6 +303,13 @@ ENGINE_METRICS = np.dtype(
         ("ring_published_total", "<u8"),  # sum of the heads of those rings (housekeeping)
         ("ring_backlog_ticks", "<i8"),  # head - read position of the current ring
         ("ring_unaccounted_ticks", "<i8"),  # published - read - lost - skipped when caught up
+        # Replay back-pressure handshake (not exported): the epoch of the ticks ring the
+        # engine reads (0 = none) and its read position there, i.e. the next position it will
+        # read: every position below it has been copied out of the ring. The kernel publishes
+        # ring_read_pos with a release store after each read (ENGINE_READ_POS_WORD); the replay
+        # feed never publishes more than the ring's capacity beyond it (docs/replay.md).
+        ("ring_read_epoch", "<i8"),
+        ("ring_read_pos", "<i8"),
         ("torn_reads_total", "<u8"),  # seqlock retries
         ("stale_data_total", "<u8"),
         ("offline_total", "<u8"),
@@ -339,6 +348,10 @@ ENGINE_METRICS = np.dtype(
     ],
     align=True,
 )
+
+# int64 word index of ENGINE_METRICS.ring_read_pos in the engine metrics body (release stores)
+ENGINE_READ_POS_WORD = ENGINE_METRICS.fields["ring_read_pos"][1] // 8
+assert ENGINE_METRICS.fields["ring_read_pos"][1] % 8 == 0
 
 
 def ring_body_size(item_dtype: np.dtype, capacity: int) -> int:

@@ -189,6 +189,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_replay_rows", FEED, "replay_rows_total", "Replay rows read"),
     _c("bog_replay_rows_rejected", FEED, "replay_rows_rejected_total",
        "Replay rows rejected as malformed"),
+    _g("bog_replay_waiting_for_engine", FEED, "replay_waiting_for_engine",
+       "1 while the replay is paused because no engine reads the ticks ring (lossless replay)"),
     _c("bog_feed_shm_untrusted_segments", FEED, "shm_untrusted_total",
        "Shared-memory segments the feed removed at start: owned by another user or not "
        "mode 0600 (possible spoofing)"),
