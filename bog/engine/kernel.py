@@ -165,6 +165,7 @@ ENGINE_PARAMS = np.dtype(
 ENGINE_STATE = np.dtype(
     [
         ("next_pos", "<i8"),  # next ticks-ring position to read
+        ("first_live_pos", "<i8"),  # first position published after the engine attached
         ("published_before", "<i8"),  # sum of the final heads of the rings left (ring_detach)
         ("last_seq", "<i8"),
         ("have_seq", "<i8"),
@@ -261,6 +262,7 @@ def ring_attach(st_arr, m_arr, head: int) -> int:
     st, m = st_arr[0], m_arr[0]
     start = max(int(head) - 1, 0)
     st["next_pos"] = start
+    st["first_live_pos"] = int(head)  # the snapshot at ``start`` predates the engine: not timed
     st["have_seq"] = 0  # a new ring (or feed epoch): sequence tracking starts over
     m["ticks_skipped_at_attach_total"] += start
     return start
@@ -857,6 +859,10 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 # lapped while copying: position next_pos + cap is (being) published, so the
                 # head passes next_pos + cap and the overrun branch counts and resyncs
                 continue
+            if st.next_pos < st.first_live_pos:
+                # published before the engine attached (it starts at the newest snapshot):
+                # its age is the engine's start-up, not a hand-off; processed, not timed
+                snap.local_publish_ns = 0
             st.next_pos += 1
             store_release(rpos, 0, st.next_pos)  # the slot is copied: the feed may reuse it
             t0 = clock_ns(CLOCK_REALTIME)
