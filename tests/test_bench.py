@@ -43,6 +43,7 @@ def test_bench_quick_reports_measured_figures():
         fd = step["feed_to_decision_ns"]
         assert 0 < fd["p50"] <= fd["p99"] <= fd["p99.9"] <= fd["max_since_start"]
         assert g["handoff"]["max_since_start"] <= fd["max_since_start"]
+        assert fd["window_max_le"] is not None and g["decision"]["window_max_le"] is not None
         assert g["p99_owner"] in ("handoff", "copy", "decision")
         assert g["max_owner"] in ("handoff", "copy", "decision")
         # scheduling counters of the feed and of the engine's hot thread, over the window
