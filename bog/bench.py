@@ -317,7 +317,7 @@ def run_bench(cfg, args) -> int:
     scrape = None
     try:
         if getattr(args, "floor", False):
-            from bog.floor import format_floor, run_floor
+            from bog.shm.floor import format_floor, run_floor
 
             if not args.json:
                 print("measuring the cross-core hand-off floor ...", file=sys.stderr, flush=True)

@@ -70,7 +70,7 @@ def test_bench_floor_measures_a_cross_core_hand_off():
             assert q["samples"] == run["round_trips"]
             assert 0 < q["p50"] <= q["p99"] <= q["p99.9"] <= q["max"], (k, q)
     from bog.bench import machine  # noqa: F401  (the report names the machine)
-    from bog.floor import format_floor
+    from bog.shm.floor import format_floor
 
     out = format_floor(rep)
     assert f"{busy['one_way_ns']['p50']}/{busy['one_way_ns']['p99']}" in out
