@@ -45,6 +45,90 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
+def sched_counters(pid: int, tid: int | None = None) -> dict:
+    """Scheduling counters of one thread (the process's main thread by default) from /proc:
+    voluntary/involuntary context switches, minor/major page faults, CPU migrations, time
+    spent runnable but waiting for a CPU (ns). Empty when the thread is gone."""
+    base = f"/proc/{pid}/task/{tid or pid}"
+    out = {}
+    try:
+        with open(base + "/status") as f:
+            for ln in f:
+                if ln.startswith("voluntary_ctxt_switches:"):
+                    out["voluntary_switches"] = int(ln.split()[1])
+                elif ln.startswith("nonvoluntary_ctxt_switches:"):
+                    out["involuntary_switches"] = int(ln.split()[1])
+        with open(base + "/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        out["minor_faults"] = int(rest[7])  # field 10 of stat(5)
+        out["major_faults"] = int(rest[9])  # field 12
+        with open(base + "/schedstat") as f:
+            out["runqueue_wait_ns"] = int(f.read().split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return {}
+    try:  # CONFIG_SCHED_DEBUG kernels only
+        with open(base + "/sched") as f:
+            for ln in f:
+                if ln.startswith("se.nr_migrations"):
+                    out["migrations"] = int(ln.split(":")[1])
+    except OSError:
+        pass
+    return out
+
+
+def _sched_delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before[k] for k in after if k in before}
+
+
+# the stages of one tick's life, in order (bog/shm/layouts.py, docs/monitoring.md)
+STAGES = (
+    ("generate", FEED, "stage_generate"),  # update generated -> slot write starts
+    ("slot_write", FEED, "stage_slot_write"),  # slot written (seqlock)
+    ("head_publish", FEED, "stage_head_publish"),  # head published
+    ("handoff", ENGINE, "stage_handoff"),  # publish stamp -> engine starts reading the slot
+    ("copy", ENGINE, "stage_copy"),  # slot copied out of the ring
+    ("decision", ENGINE, "tick_processing"),  # tick processed, decision recorded
+)
+
+
+def _window_max(before, after, field) -> int | None:
+    """Upper bound of the highest bucket that counted a sample in the window (ns); -1 when
+    that is the +Inf bucket (> 1 ms), None when the window counted nothing. The exact max is
+    only kept since the process started, which includes its start-up."""
+    b = after[field + "_bucket"].astype(np.int64) - before[field + "_bucket"].astype(np.int64)
+    hit = np.nonzero(b > 0)[0]
+    if hit.size == 0:
+        return None
+    i = int(hit[-1])
+    return int(LATENCY_NS_EDGES[i]) if i < len(LATENCY_NS_EDGES) else -1
+
+
+def _stages(f0, f1, e0, e1) -> dict:
+    """Per stage: P50/P99 and the max bucket over the window, the exact max since start, and
+    which stage owns the P99 and the window max (the feed->decision path is handoff + copy +
+    decision; the handoff includes the slot write and head publish)."""
+    out = {}
+    for name, proc, fld in STAGES:
+        b, a = (f0, f1) if proc == FEED else (e0, e1)
+        mx = "tick_processing_max_ns" if fld == "tick_processing" else fld + "_max_ns"
+        out[name] = {"p50": _q(0.5, b, a, fld + "_ns"), "p99": _q(0.99, b, a, fld + "_ns"),
+                     "window_max_le": _window_max(b, a, fld + "_ns"),
+                     "max_since_start": int(a[mx])}
+    path = ("handoff", "copy", "decision")
+
+    def wmax(k):
+        v = out[k]["window_max_le"]
+        return -1 if v is None else (float("inf") if v < 0 else v)
+
+    out["p99_owner"] = max(path, key=lambda k: out[k]["p99"] or 0)
+    out["max_owner"] = max(path, key=wmax)
+    return out
+
+
+def _le(v) -> str:
+    return "-" if v is None else (">1ms" if v < 0 else f"<={v}")
+
+
 def _q(q, before, after, field):
     b = after[field + "_bucket"].astype(np.int64) - before[field + "_bucket"].astype(np.int64)
     v = histogram_quantile(q, b, LATENCY_NS_EDGES)
@@ -85,6 +169,13 @@ class _Run:
         return (self.fm.snapshot(), self.em.snapshot(), time.monotonic(),
                 _cpu_ticks(self.feed.pid), _cpu_ticks(self.engine.pid))
 
+    def sched(self) -> dict:
+        """Scheduling counters of the feed (its main thread runs the publish kernel) and of
+        the engine's hot thread."""
+        tid = int(self.em.m[0]["hot_tid"])
+        return {"feed": sched_counters(self.feed.pid),
+                "engine_hot": sched_counters(self.engine.pid, tid) if tid > 0 else {}}
+
     def stop(self) -> None:
         self.fm.close(unlink=False)
         self.em.close(unlink=False)
@@ -98,9 +189,11 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None) 
     run = _Run(rate, workdir, config_path)
     try:
         time.sleep(min(1.0, seconds / 3))  # warm-up: first attach, caches
+        s0 = run.sched()
         f0, e0, t0, cf0, ce0 = run.sample()
         time.sleep(seconds)
         f1, e1, t1, cf1, ce1 = run.sample()
+        s1 = run.sched()
     finally:
         run.stop()
     dt = t1 - t0
@@ -128,7 +221,12 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None) 
         "execution_ns": {"p50": _q(0.5, e0, e1, "execution_ns"),
                          "p99": _q(0.99, e0, e1, "execution_ns")},
         "feed_to_decision_ns": {"p50": _q(0.5, e0, e1, "feed_to_decision_ns"),
-                                "p99": _q(0.99, e0, e1, "feed_to_decision_ns")},
+                                "p99": _q(0.99, e0, e1, "feed_to_decision_ns"),
+                                "p99.9": _q(0.999, e0, e1, "feed_to_decision_ns"),
+                                "window_max_le": _window_max(e0, e1, "feed_to_decision_ns"),
+                                "max_since_start": int(e1["feed_to_decision_max_ns"])},
+        "stages_ns": _stages(f0, f1, e0, e1),
+        "sched": {k: _sched_delta(s0[k], s1[k]) for k in s0},
         "cpu_percent": {"feed": round(100 * (cf1 - cf0) / hz / dt, 1),
                         "engine": round(100 * (ce1 - ce0) / hz / dt, 1)},
         "seconds": round(dt, 2),
@@ -218,6 +316,14 @@ def run_bench(cfg, args) -> int:
     results = []
     scrape = None
     try:
+        if getattr(args, "floor", False):
+            from bog.shm.floor import format_floor, run_floor
+
+            if not args.json:
+                print("measuring the cross-core hand-off floor ...", file=sys.stderr, flush=True)
+            report = {"machine": machine(), **run_floor(cfg, args.quick)}
+            print(json.dumps(report, indent=2) if args.json else format_floor(report))
+            return 0
         if getattr(args, "health_under_load", False):
             if not args.json:
                 print("measuring /health under load ...", file=sys.stderr, flush=True)
@@ -299,6 +405,37 @@ def format_report(r: dict) -> str:
             f"{s['lost_ticks']:>6}  {t['p50']}/{t['p99']}/{t['p99.9']}"
             f"   {st['p50']}/{st['p99']}   {ex['p50']}/{ex['p99']}   {fd['p50']}/{fd['p99']}"
             f"   {c['feed']}%/{c['engine']}%")
+    out += ["", "where the time goes (ns; P50/P99 and the slowest bucket over the window; the "
+            "feed->decision path is handoff + copy + decision; exact maxima since start in "
+            "--json):",
+            f"{'rate/s':>9}  {'generate':>16} {'slot write':>16} {'head pub':>16}"
+            f" {'handoff':>22} {'copy':>16} {'decision':>22}  P99 owner / max owner"]
+    for s in r["steps"]:
+        g = s["stages_ns"]
+        cells = [f"{g[k]['p50']}/{g[k]['p99']}/{_le(g[k]['window_max_le'])}"
+                 for k, _, _ in STAGES]
+        out.append(f"{str(s['rate_target_per_s']):>9}  {cells[0]:>16} {cells[1]:>16} "
+                   f"{cells[2]:>16} {cells[3]:>22} {cells[4]:>16} {cells[5]:>22}  "
+                   f"{g['p99_owner']} / {g['max_owner']}")
+    out += ["", "feed->decision and scheduling per step (counts over the window; feed = its "
+            "main thread, hot = the engine's hot thread; invol/vol = context switches, "
+            "minflt/majflt = page faults, migr = CPU migrations, rq wait = runnable but not "
+            "running):",
+            f"{'rate/s':>9}  {'f->d P50/P99/P99.9/window max ns':>34}   "
+            f"{'feed invol/vol/minflt/majflt/migr/rq-wait-us':>44}   "
+            f"{'hot invol/vol/minflt/majflt/migr/rq-wait-us':>44}"]
+    for s in r["steps"]:
+        fd = s["feed_to_decision_ns"]
+
+        def sc(d):
+            if not d:
+                return "-"
+            return (f"{d.get('involuntary_switches', '-')}/{d.get('voluntary_switches', '-')}/"
+                    f"{d.get('minor_faults', '-')}/{d.get('major_faults', '-')}/"
+                    f"{d.get('migrations', '-')}/{d.get('runqueue_wait_ns', 0) // 1000}")
+        out.append(f"{str(s['rate_target_per_s']):>9}  "
+                   f"{fd['p50']}/{fd['p99']}/{fd['p99.9']}/{_le(fd['window_max_le']):<12}"
+                   f"   {sc(s['sched']['feed']):>44}   {sc(s['sched']['engine_hot']):>44}")
     out += ["", f"highest sustained rate with zero loss: {r['sustained_zero_loss_ticks_per_s']:,} ticks/s",
             f"max tick (since engine start, last step): {r['steps'][-1]['tick_processing_ns']['max_since_start']} ns",
             f"method: {r['method']}"]

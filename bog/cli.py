@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-under-load", action="store_true",
                    help="measure one client's /health latency while ~1,224 idle connections are "
                         "held open and 1,000 clients hammer /health")
+    p.add_argument("--floor", action="store_true",
+                   help="measure the machine's floor: a two-process ping-pong through the ticks "
+                        "ring code, pinned like the feed and the engine (one-way hand-off ns)")
     p.add_argument("--feed", choices=("lighter",),
                    help="benchmark the lighter feed source against bog fake-venue instead")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")

@@ -30,6 +30,50 @@ def test_bench_quick_reports_measured_figures():
         assert step["cpu_percent"]["engine"] > 0
     assert slow["lost_ticks"] == 0 and slow["zero_loss"]
     assert rep["sustained_zero_loss_ticks_per_s"] >= slow["processed_per_s"]
+    # the stage breakdown: every stage of a tick's life was measured, and is coherent
+    from bog.bench import STAGES, format_report
+
+    for step in (slow, fast):
+        g = step["stages_ns"]
+        for name, _, _ in STAGES:
+            assert 0 < g[name]["p50"] <= g[name]["p99"], (name, g[name])
+            assert g[name]["max_since_start"] > 0, name
+        # the decision stage is the tick processing time, and no stage outlasts the whole path
+        assert g["decision"]["p50"] == step["tick_processing_ns"]["p50"]
+        fd = step["feed_to_decision_ns"]
+        assert 0 < fd["p50"] <= fd["p99"] <= fd["p99.9"] <= fd["max_since_start"]
+        assert g["handoff"]["max_since_start"] <= fd["max_since_start"]
+        assert fd["window_max_le"] is not None and g["decision"]["window_max_le"] is not None
+        assert g["p99_owner"] in ("handoff", "copy", "decision")
+        assert g["max_owner"] in ("handoff", "copy", "decision")
+        # scheduling counters of the feed and of the engine's hot thread, over the window
+        for who in ("feed", "engine_hot"):
+            sc = step["sched"][who]
+            assert {"voluntary_switches", "involuntary_switches", "minor_faults",
+                    "major_faults", "runqueue_wait_ns"} <= set(sc), (who, sc)
+            assert all(v >= 0 for v in sc.values()), (who, sc)
+    assert slow["sched"]["feed"]["voluntary_switches"] > 0
+    out = format_report(rep)
+    assert "P99 owner / max owner" in out and "rq-wait" in out
+
+
+def test_bench_floor_measures_a_cross_core_hand_off():
+    r = subprocess.run([sys.executable, "-m", "bog.cli", "bench", "--floor", "--quick", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    busy, slow = rep["runs"]
+    assert busy["round_trips"] == 200_000 and slow["round_trips"] == 1_000
+    for run in (busy, slow):
+        for k in ("one_way_ns", "round_trip_half_ns"):
+            q = run[k]
+            assert q["samples"] == run["round_trips"]
+            assert 0 < q["p50"] <= q["p99"] <= q["p99.9"] <= q["max"], (k, q)
+    from bog.bench import machine  # noqa: F401  (the report names the machine)
+    from bog.shm.floor import format_floor
+
+    out = format_floor(rep)
+    assert f"{busy['one_way_ns']['p50']}/{busy['one_way_ns']['p99']}" in out
 
 
 def test_bench_scrape_mode_reports_engine_latency_with_and_without_scrapes():

@@ -12,6 +12,7 @@ from bog.engine import kernel as K
 from bog.shm.layouts import (
     FIXED,
     REJECT_REASONS,
+    RING_HEAD,
     RISK_POSITION,
     RISK_REASONS,
     SIG_NO_ACTION,
@@ -334,6 +335,26 @@ def test_latency_histograms_count_every_accepted_tick():
     assert int(h.m["feed_to_decision_ns_bucket"].sum()) == 50
     assert h.m["tick_processing_max_ns"] > 0
     assert int(h.m["signals_total"].sum()) == 50
+
+
+def test_stage_breakdown_times_every_tick_published_after_attach_only():
+    """handoff/copy stage histograms and the max gauges (issue 11): every tick read is
+    copied and timed, except the snapshot published before the engine attached (the engine
+    starts at the newest one), whose age is the engine's start-up, not a hand-off."""
+    h = KernelHarness()
+    h.publish(BID, ASK)  # published before the engine attaches
+    time.sleep(0.2)
+    K.ring_attach(h.state, h.metrics, int(h.tctrl[RING_HEAD]))
+    for i in range(5):
+        h.publish(BID + i * 0.01, ASK + i * 0.01)
+    h.run()
+    assert int(h.m["ticks_total"]) == 6
+    assert int(h.m["stage_copy_ns_bucket"].sum()) == 6
+    assert int(h.m["stage_handoff_ns_bucket"].sum()) == 5
+    assert int(h.m["feed_to_decision_ns_bucket"].sum()) == 5
+    for f in ("stage_copy_max_ns", "stage_handoff_max_ns", "feed_to_decision_max_ns"):
+        assert 0 < int(h.m[f]) < 200_000_000, f  # the pre-attach snapshot is >= 200 ms old
+    assert h.m["stage_handoff_max_ns"] <= h.m["feed_to_decision_max_ns"]
 
 
 def test_position_breach_latches_breaker():

@@ -364,3 +364,27 @@ def test_restart_count_in_the_header(instance, monkeypatch):
     b = MetricsBlock.create(name, ENGINE)  # a clean start: 0
     assert b.segment.restarts == 0
     b.close()
+
+
+def test_rings_are_mapped_up_front_so_ticks_take_no_page_faults(instance):
+    """A ticks ring is populated at create and at attach (MAP_POPULATE): touching every page
+    of it afterwards takes (almost) no minor page fault. Before, a 200/s feed and the engine's
+    hot thread each took one fault every ninth tick until the ring wrapped (issue 11)."""
+    import resource
+
+    names = SegmentNames(instance)
+    cap = 8192  # 3.5 MB, 896 pages
+    ring = TicksRing.create(names.ticks, cap)
+    reader = TicksRing.attach(names.ticks)  # a second mapping, as the engine's
+    try:
+        pages = reader.words.nbytes // 4096
+        step = 4096 // 8
+        for r in (ring, reader):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            total = int(r.words[::step].sum())  # read one word on every page
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+            assert total == 0
+            assert faults < pages // 10, (faults, pages)
+    finally:
+        reader.close(unlink=False)
+        ring.close(unlink=True)

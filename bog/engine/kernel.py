@@ -165,6 +165,7 @@ ENGINE_PARAMS = np.dtype(
 ENGINE_STATE = np.dtype(
     [
         ("next_pos", "<i8"),  # next ticks-ring position to read
+        ("first_live_pos", "<i8"),  # first position published after the engine attached
         ("published_before", "<i8"),  # sum of the final heads of the rings left (ring_detach)
         ("last_seq", "<i8"),
         ("have_seq", "<i8"),
@@ -261,6 +262,7 @@ def ring_attach(st_arr, m_arr, head: int) -> int:
     st, m = st_arr[0], m_arr[0]
     start = max(int(head) - 1, 0)
     st["next_pos"] = start
+    st["first_live_pos"] = int(head)  # the snapshot at ``start`` predates the engine: not timed
     st["have_seq"] = 0  # a new ring (or feed epoch): sequence tracking starts over
     m["ticks_skipped_at_attach_total"] += start
     return start
@@ -746,6 +748,26 @@ def _record_tick(m, snap, t0, t1, t2):
         if f2d >= 0:
             m.feed_to_decision_ns_bucket[bucket_index(LATENCY_NS_EDGES, f2d)] += 1
             m.feed_to_decision_ns_sum += f2d
+            if f2d > m.feed_to_decision_max_ns:
+                m.feed_to_decision_max_ns = f2d
+
+
+@nb.njit(cache=True, nogil=True)
+def _record_read(m, snap, th, t0):
+    """Stage breakdown of the read: feed publish stamp -> head seen (``th``, the read of this
+    position starts; includes any backlog wait), and the slot copy (``th`` -> ``t0``)."""
+    if snap.local_publish_ns > 0:
+        ho = th - snap.local_publish_ns
+        if ho >= 0:
+            m.stage_handoff_ns_bucket[bucket_index(LATENCY_NS_EDGES, ho)] += 1
+            m.stage_handoff_ns_sum += ho
+            if ho > m.stage_handoff_max_ns:
+                m.stage_handoff_max_ns = ho
+    cp = t0 - th
+    m.stage_copy_ns_bucket[bucket_index(LATENCY_NS_EDGES, cp)] += 1
+    m.stage_copy_ns_sum += cp
+    if cp > m.stage_copy_max_ns:
+        m.stage_copy_max_ns = cp
 
 
 @nb.njit(cache=True, nogil=True)
@@ -827,6 +849,7 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 st.next_pos = head - 1
                 st.have_seq = 0  # counted as lost ticks here, not again as a sequence gap
                 store_release(rpos, 0, st.next_pos)
+            th = clock_ns(CLOCK_REALTIME)  # head seen: the read of next_pos starts
             status = ticks_read(tctrl, twords, st.next_pos, snap_words)
             if status == READ_TORN:
                 m.torn_reads_total += 1
@@ -836,9 +859,14 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 # lapped while copying: position next_pos + cap is (being) published, so the
                 # head passes next_pos + cap and the overrun branch counts and resyncs
                 continue
+            if st.next_pos < st.first_live_pos:
+                # published before the engine attached (it starts at the newest snapshot):
+                # its age is the engine's start-up, not a hand-off; processed, not timed
+                snap.local_publish_ns = 0
             st.next_pos += 1
             store_release(rpos, 0, st.next_pos)  # the slot is copied: the feed may reuse it
             t0 = clock_ns(CLOCK_REALTIME)
+            _record_read(m, snap, th, t0)
             apply_mailbox(st, m, orders, events, mb, t0)
             process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
             n += 1

@@ -215,6 +215,7 @@ class EngineService(Service):
             set_realtime(self.cfg.process.engine_realtime_priority)
             self.core = core
             self.metrics.m[0]["core"] = core
+            self.metrics.m[0]["hot_tid"] = threading.get_native_id()
             self._hot_pinned.set()
             while not self._hot_stop:
                 self._run_kernel(FOREVER_NS)

@@ -239,6 +239,17 @@ FEED_METRICS = np.dtype(
         ("feed_latency_us_sum", "<f8"),
         ("publish_ns_bucket", "<u8", (NB_LAT,)),
         ("publish_ns_sum", "<f8"),
+        # tail-latency stage breakdown (docs/monitoring.md): update received/generated ->
+        # slot write starts (local_publish_ns), slot written, head published; max since start
+        ("stage_generate_ns_bucket", "<u8", (NB_LAT,)),
+        ("stage_generate_ns_sum", "<f8"),
+        ("stage_generate_max_ns", "<i8"),
+        ("stage_slot_write_ns_bucket", "<u8", (NB_LAT,)),
+        ("stage_slot_write_ns_sum", "<f8"),
+        ("stage_slot_write_max_ns", "<i8"),
+        ("stage_head_publish_ns_bucket", "<u8", (NB_LAT,)),
+        ("stage_head_publish_ns_sum", "<f8"),
+        ("stage_head_publish_max_ns", "<i8"),
         # live venue source (zero for synthetic and replay)
         ("venue_enabled", "<i8"),  # 1 when the source is a venue connection
         ("venue_connected", "<i8"),  # 1 while the socket is up and subscribed
@@ -268,6 +279,7 @@ ENGINE_METRICS = np.dtype(
     _PROCESS_FIELDS
     + [
         ("ticks_total", "<u8"),  # snapshots read from the ring
+        ("hot_tid", "<i8"),  # kernel thread id of the hot thread (bog bench's /proc counters)
         ("ticks_accepted_total", "<u8"),
         ("ticks_rejected_total", "<u8", (len(REJECT_REASONS),)),
         ("signals_total", "<u8", (len(SIGNAL_ACTIONS),)),
@@ -339,6 +351,15 @@ ENGINE_METRICS = np.dtype(
         ("execution_ns_sum", "<f8"),
         ("feed_to_decision_ns_bucket", "<u8", (NB_LAT,)),
         ("feed_to_decision_ns_sum", "<f8"),
+        ("feed_to_decision_max_ns", "<i8"),
+        # tail-latency stage breakdown (docs/monitoring.md): feed publish stamp -> head seen
+        # (hand-off across cores, including any backlog wait), slot copied, decision
+        ("stage_handoff_ns_bucket", "<u8", (NB_LAT,)),
+        ("stage_handoff_ns_sum", "<f8"),
+        ("stage_handoff_max_ns", "<i8"),
+        ("stage_copy_ns_bucket", "<u8", (NB_LAT,)),
+        ("stage_copy_ns_sum", "<f8"),
+        ("stage_copy_max_ns", "<i8"),
         ("sequence_gap_size_bucket", "<u8", (NB_GAP,)),
         ("sequence_gap_size_sum", "<f8"),
         ("stale_data_age_us_bucket", "<u8", (NB_STALE,)),

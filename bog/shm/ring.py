@@ -41,8 +41,9 @@ READ_OVERWRITTEN = 2  # the slot already holds a later position: reader was lapp
 
 # ---- ticks ring kernels ------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True)
-def ticks_publish(ctrl, words, staging):
-    """Publish ``staging`` (int64 words of one TICK_SLOT) at the head. Returns its position."""
+def ticks_write_slot(ctrl, words, staging):
+    """First half of ``ticks_publish``: write ``staging`` into the slot at the head (seqlock),
+    without publishing it. Returns its position; ``ticks_commit_head`` publishes it."""
     n = ctrl[RING_HEAD]  # only this producer writes the head
     cap = ctrl[RING_CAPACITY]
     base = (n & (cap - 1)) * TICK_SLOT_WORDS
@@ -53,7 +54,20 @@ def ticks_publish(ctrl, words, staging):
     for k in range(2, TICK_SLOT_WORDS):
         words[base + k] = staging[k]
     store_release(words, base, g + 2)  # even: consistent
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def ticks_commit_head(ctrl, n):
+    """Second half of ``ticks_publish``: make position ``n`` visible to readers."""
     store_release(ctrl, RING_HEAD, n + 1)
+
+
+@nb.njit(cache=True, nogil=True)
+def ticks_publish(ctrl, words, staging):
+    """Publish ``staging`` (int64 words of one TICK_SLOT) at the head. Returns its position."""
+    n = ticks_write_slot(ctrl, words, staging)
+    ticks_commit_head(ctrl, n)
     return n
 
 
