@@ -148,7 +148,7 @@ def test_grafana_dashboard_structure():
     assert tvars["datasource"]["type"] == "datasource" and tvars["datasource"]["query"] == "prometheus"
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
     assert rows == ["Latency", "Trading Activity", "Position & PnL", "System Health",
-                    "Data Quality"]
+                    "Data Quality", "Safety Nets"]
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
     titles = {p["title"]: p for p in d["panels"] if p["type"] != "row"}
@@ -156,7 +156,8 @@ def test_grafana_dashboard_structure():
               "Signals/min by type", "Orders placed/min", "Fills/min", "Current Position",
               "Daily PnL", "Realized PnL", "Circuit Breaker", "Fill Queue Depth",
               "Position Corrections", "Feed Latency P99", "Sequence gaps/min",
-              "Stale data incidents/min"):
+              "Stale data incidents/min", "Journal writes", "Untrusted shared memory",
+              "Unaccounted ticks", "Venue connection"):
         assert t in titles, t
     lat = titles["Tick Processing Latency"]
     assert [t["legendFormat"] for t in lat["targets"]][:2] == ["P50", "P99"]
