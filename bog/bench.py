@@ -469,14 +469,20 @@ def _load_main(port: int, n_idle: int, n_active: int, monitor_core: int, stop, r
         os.sched_setaffinity(0, cpus)
     counts = {"requests": 0, "errors": 0, "idle_reopened": 0, "idle_open": 0}
 
+    async def connect():
+        """A connection to the monitor, or None (counted) after a short pause."""
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            counts["errors"] += 1
+            await asyncio.sleep(0.05)
+            return None
+
     async def idle_one():
         while not stop.is_set():
-            try:
-                r, w = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                counts["errors"] += 1
-                await asyncio.sleep(0.05)
+            if (conn := await connect()) is None:
                 continue
+            r, w = conn
             counts["idle_open"] += 1
             try:
                 await r.read()  # never send anything; returns when the monitor closes it
@@ -489,12 +495,9 @@ def _load_main(port: int, n_idle: int, n_active: int, monitor_core: int, stop, r
 
     async def active_one():
         while not stop.is_set():
-            try:
-                r, w = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                counts["errors"] += 1
-                await asyncio.sleep(0.05)
+            if (conn := await connect()) is None:
                 continue
+            r, w = conn
             try:
                 while not stop.is_set():
                     w.write(_REQUEST)

@@ -205,11 +205,16 @@ def test_short_write_then_enospc_leaves_no_torn_line_and_keeps_pending(tmp_path,
     assert recover(str(path)).malformed == []
 
 
-def test_torn_last_line_is_cut_saved_and_its_fill_id_never_reused(tmp_path):
-    path = tmp_path / "journal.jsonl"
+def one_fill_journal(path) -> None:
+    """A journal at ``path`` holding fill 1 (a buy of 1 BTC at 100)."""
     j = Journal(str(path))
     j.fill(1, 1, 1, 100 * FIXED, FIXED, 0, 0, time.time_ns())
     j.close()
+
+
+def test_torn_last_line_is_cut_saved_and_its_fill_id_never_reused(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    one_fill_journal(path)
     good = path.read_bytes()
     torn = b'{"type":"Fill","ts_ms":1,"ts_ns":1,"fill_id":2,"order_id":2,"side":"se'
     with open(path, "ab") as f:
@@ -232,9 +237,7 @@ def test_torn_last_line_is_cut_saved_and_its_fill_id_never_reused(tmp_path):
 
 def test_complete_last_record_without_newline_is_kept(tmp_path):
     path = tmp_path / "journal.jsonl"
-    j = Journal(str(path))
-    j.fill(1, 1, 1, 100 * FIXED, FIXED, 0, 0, time.time_ns())
-    j.close()
+    one_fill_journal(path)
     path.write_bytes(path.read_bytes().rstrip(b"\n"))
     rec = recover(str(path), repair=True)
     assert rec.fills == 1 and rec.missing_newline and rec.torn_line == 0

@@ -92,17 +92,9 @@ def fake(tmp_path):
 
 
 @pytest.fixture
-def pipe(tmp_path):
-    pipes = []
-
-    def make(fake, **kw):
-        p = Pipeline(tmp_path, unique_instance("lt"), venue_config(fake, **kw))
-        pipes.append(p)
-        return p
-    yield make
-    for p in pipes:
-        p.stop_all()
-        cleanup_segments(p.instance)
+def pipe(pipeline_factory):
+    """A pipeline on the fake venue (started, stopped and cleaned up by pipeline_factory)."""
+    return lambda fake, **kw: pipeline_factory(venue_config(fake, **kw))
 
 
 def ring_slots(pipe) -> np.ndarray:
