@@ -26,19 +26,11 @@ import string
 import time
 
 from bog.config import ConfigError
+from bog.venue import lighter as L
 
 KEY_HEX_DIGITS = 80  # a Lighter API private key: 40 bytes, hex, optionally "0x"-prefixed [read]
 KEY_FILE_MAX_BYTES = 4096
 KEY_FILE_MODES = (0o600, 0o400)  # owner-only; 0400 is what systemd credentials look like
-
-# The SDK's constants [read] (lighter/signer_client.py 1.1.8); bog.venue.lighter has the
-# wire-level names. Kept here because only this module talks to the SDK.
-ORDER_TYPE_LIMIT = 0
-TIF_GOOD_TILL_TIME = 1
-TIF_POST_ONLY = 2
-ORDER_EXPIRY_DEFAULT = -1  # the SDK's "28 days"
-MAX_AUTH_EXPIRY_S = 8 * 3600  # the venue takes at most 8 h [read/docs]
-
 
 class CredentialError(ConfigError):
     """The API key file cannot be used; one line naming the file and why, never the key."""
@@ -155,7 +147,7 @@ class Signer:
 
     @staticmethod
     def _nonce(nonce: int) -> int:
-        if type(nonce) is not int or nonce < 0:
+        if type(nonce) is not int or nonce < 0:  # never L.NONCE_FETCH
             raise SignerError(f"nonce must be an explicit non-negative int, got {nonce!r} (-1 "
                               "would make the SDK fetch it over HTTP, synchronously)")
         return nonce
@@ -165,8 +157,8 @@ class Signer:
         """A signed limit order (tx type 14): post-only, or good-till-time when not."""
         return self._result("create_order", self._client.sign_create_order(
             market_index, client_order_index, base_amount, price, bool(is_ask),
-            ORDER_TYPE_LIMIT, TIF_POST_ONLY if post_only else TIF_GOOD_TILL_TIME,
-            False, 0, ORDER_EXPIRY_DEFAULT,
+            L.ORDER_TYPE_LIMIT, L.TIF_POST_ONLY if post_only else L.TIF_GTT,
+            False, L.NIL_TRIGGER_PRICE, L.ORDER_EXPIRY_28_DAYS,
             nonce=self._nonce(nonce), api_key_index=self.api_key_index))
 
     def cancel_order(self, *, market_index: int, order_index: int, nonce: int) -> tuple[int, str]:
@@ -184,8 +176,8 @@ class Signer:
     def auth_token(self, expiry_s: int) -> str:
         """An auth token for the account channels, valid ``expiry_s`` from now (<= 8 h)."""
         expiry_s = int(expiry_s)
-        if not 0 < expiry_s <= MAX_AUTH_EXPIRY_S:
-            raise SignerError(f"auth token expiry {expiry_s} s outside 1..{MAX_AUTH_EXPIRY_S}")
+        if not 0 < expiry_s <= L.AUTH_MAX_S:
+            raise SignerError(f"auth token expiry {expiry_s} s outside 1..{L.AUTH_MAX_S}")
         token, err = self._client.create_auth_token_with_expiry(
             expiry_s, timestamp=int(time.time()), api_key_index=self.api_key_index)
         if err is not None or not token:
