@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import urllib.error
 import urllib.request
@@ -52,12 +51,12 @@ from bog.shm.layouts import (
     RING_TICK_FIXED,
 )
 from bog.venue import lighter as L
+from bog.venue.ws import Backoff, connect_options
 
 log = logging.getLogger("bog.feed.lighter")
 
 VENUE_ID = 1  # ring market_id = VENUE_ID * 1_000_000 + the venue's market index
 MAX_RESYNCS_PER_SESSION = 5  # resubscribes without a good snapshot before a full reconnect
-STABLE_SESSION_S = 10.0  # a session this long resets the reconnect back-off
 
 
 class VenueError(ConfigError):
@@ -228,18 +227,14 @@ class LighterSource:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
         v = self.cfg
-        attempt = 0
+        backoff = Backoff(v.backoff_initial_s, v.backoff_max_s)
         sessions = 0
         while not self.stop:
             self.end_reason, self.end_detail = None, ""
             started = time.monotonic()
             up = False
             try:
-                async with connect(self.url, open_timeout=v.connect_timeout_s,
-                                   ping_interval=L.PROTOCOL_PING_INTERVAL_S,
-                                   ping_timeout=L.PROTOCOL_PING_TIMEOUT_S, close_timeout=1.0,
-                                   max_size=L.MAX_FRAME_BYTES, max_queue=4096,
-                                   compression=None) as ws:
+                async with connect(self.url, **connect_options(v.connect_timeout_s)) as ws:
                     self.ws = ws
                     up = True
                     sessions += 1
@@ -261,9 +256,7 @@ class LighterSource:
             self._invalidate()
             if self.stop:
                 break
-            lived = time.monotonic() - started
-            if lived >= STABLE_SESSION_S:
-                attempt = 0
+            backoff.session_ended(time.monotonic() - started)
             reason = self.end_reason if self.end_reason is not None else VENUE_DOWN.CLOSED
             m = self.metrics.m[0]
             m["venue_last_error"] = reason
@@ -271,9 +264,7 @@ class LighterSource:
             if reason == VENUE_DOWN.SHUTDOWN:
                 delay = 0.0  # planned: the venue asked us to reconnect
             else:
-                delay = min(v.backoff_max_s, v.backoff_initial_s * (2 ** min(attempt, 30)))
-                delay *= random.uniform(0.5, 1.0)  # jitter: no reconnect storms
-                attempt += 1
+                delay = backoff.next()  # capped, jittered: no reconnect storms
             log.warning("Venue disconnected: %s (%s); reconnecting in %.2f s", VENUE_DOWN[reason],
                         self.end_detail or "-", delay)
             end = time.monotonic() + delay
