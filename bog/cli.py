@@ -8,7 +8,7 @@
     bog monitor  [--config F] [--instance N] [--host H] [--port P]
     bog bench    [--json] [...]                              benchmark on real processes
     bog record   --out FILE [--instance N] [--duration S]    capture the ticks ring to a file
-    bog fake-venue --port P [--rate R] [--seed S] [--faults K@S[:ARG],...]
+    bog fake-venue --port P [--rate R] [--seed S] [--faults K@S[:ARG],...] [--rate-limit N]
                                                              local Lighter-speaking venue (tests)
     bog config-defaults                                      print the annotated default config
 """
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markets", default="", help="only these symbols, e.g. BTC (default: all)")
     p.add_argument("--faults", default="",
                    help="scheduled faults, e.g. gap@5,stall@10:3,disconnect@20 (kind@s[:arg])")
+    p.add_argument("--rate-limit", type=int, default=0,
+                   help="weighted order/account requests a minute per client (sendTx weighs 6; "
+                        "0: off)")
     return ap
 
 
@@ -196,7 +199,7 @@ def _fake_venue(args) -> int:
     setup_logging("fake-venue", "fake", "-", None)
     try:
         return serve(args.port, args.rate, args.seed, args.faults, args.ping_s,
-                     markets=args.markets)
+                     markets=args.markets, rate_limit_per_min=args.rate_limit)
     except KeyboardInterrupt:
         return 130
 

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
 import time
+import urllib.parse
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,6 +48,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bog.shm.layouts import DEPTH, FIXED
 from bog.venue import lighter as L
+from bog.venue.fakeorders import OrderDesk, TxError
 
 log = logging.getLogger("bog.venue.fake")
 
@@ -53,7 +56,9 @@ HISTORY_UPDATES = 200_000  # book states kept per market for /fake/books
 SEND_QUEUE_MAX = 200_000  # frames queued for one slow client before it is disconnected
 FAULTS = ("gap", "stall", "disconnect", "malformed", "crossed", "error", "shutdown",
           "nan_price", "negative_size", "zero_price", "missing_field", "bad_type",
-          "unknown_type", "thin")
+          "unknown_type", "thin", "account_drop", "reject", "tx_stall")
+# account_drop: close every socket with an account subscription; reject: refuse the next ARG
+# transactions (with "code", default 21506); tx_stall: transactions wait ARG s for a reply
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,9 @@ def now_us() -> int:
 class FakeMarket:
     """One market's book: {price units: size units} per side, a nonce chain and history."""
 
-    def __init__(self, spec: MarketSpec, seed: int):
+    def __init__(self, spec: MarketSpec, seed: int, trade_ids=None):
         self.spec = spec
+        self.trade_ids = trade_ids if trade_ids is not None else itertools.count(1)
         self.rng = random.Random(seed * 1000 + spec.market_id)
         pd, sd = spec.price_decimals, spec.size_decimals
         self.px_scale = 10 ** (9 - pd)  # units -> fixed x1e9
@@ -98,7 +104,8 @@ class FakeMarket:
         mid = int(spec.start_price.replace(".", ""))
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
-        self.lot = max(1, int(float(spec.min_base) * 10 ** sd))  # typical size unit
+        self.min_base_units = int(spec.min_base.replace(".", ""))
+        self.lot = max(1, self.min_base_units)  # typical size unit
         self.half_spread = max(1, mid // 4_000)  # ~2.5 bps each side
         for k in range(20):
             self.bids[mid - self.half_spread - 3 * k] = self._size()
@@ -115,6 +122,11 @@ class FakeMarket:
     # -- the random walk ---------------------------------------------------------------------
     def _size(self) -> int:
         return self.lot * self.rng.randint(1, 400)
+
+    def new_trade_id(self) -> int:
+        """Trade ids are unique over the whole venue (every market, own fills too)."""
+        self.trade_id = next(self.trade_ids)
+        return self.trade_id
 
     def best_bid(self) -> int | None:
         return max(self.bids) if self.bids else None
@@ -248,9 +260,9 @@ class FakeMarket:
     def trade_frame(self, typ: str, trades: list[tuple]) -> dict:
         pd, sd = self.spec.price_decimals, self.spec.size_decimals
         out = []
-        for p, q, maker_ask, ts_us in trades:
-            self.trade_id += 1
-            out.append({"trade_id": self.trade_id, L.F_TRADE_PRICE: fmt_units(p, pd),
+        for p, q, maker_ask, ts_us, *tid in trades:
+            out.append({"trade_id": tid[0] if tid else self.new_trade_id(),
+                        L.F_TRADE_PRICE: fmt_units(p, pd),
                         L.F_TRADE_SIZE: fmt_units(q, sd), L.F_TRADE_IS_MAKER_ASK: maker_ask,
                         L.F_TRADE_TIME_MS: ts_us // 1000, L.F_TRADE_TIME_US: ts_us,
                         "bid_client_id": 0, "ask_client_id": 0, "taker_fee": 0,
@@ -310,7 +322,8 @@ class FakeVenue:
         self.seed = seed
         self.ping_every_s = ping_every_s
         self.scheduled = sorted(faults or [], key=lambda f: f[1])
-        self.markets = {s.market_id: FakeMarket(s, seed) for s in markets}
+        self.trade_ids = itertools.count(1)
+        self.markets = {s.market_id: FakeMarket(s, seed, self.trade_ids) for s in markets}
         self.conns: set[Conn] = set()
         self._next_cid = 0
         self.stats = {"connections_total": 0, "updates_total": 0, "trades_total": 0,
@@ -320,6 +333,12 @@ class FakeVenue:
                                L.T_UNSUBSCRIBE: self.on_unsubscribe, L.T_PING: self.on_ping,
                                L.T_PONG: self.on_pong}
         self.channels = {L.CH_BOOK: self.subscribe_book, L.CH_TRADE: self.subscribe_trade}
+        # orders and accounts (bog.venue.fakeorders)
+        self.desk = OrderDesk(self)
+        self.frame_handlers[L.T_SEND_TX] = self.on_send_tx
+        self.frame_handlers[L.T_SEND_TX_BATCH] = self.on_send_tx
+        self.account_channels = (L.CH_ACCOUNT_ALL_ORDERS, L.CH_ACCOUNT_ALL_TRADES,
+                                 L.CH_ACCOUNT_ALL_POSITIONS)
         self._tasks: list[asyncio.Task] = []
         self.started = time.monotonic()
 
@@ -332,6 +351,16 @@ class FakeVenue:
             Route("/fake/fault", self.fake_fault, methods=["POST"]),
             Route("/fake/stats", self.fake_stats),
             Route("/fake/books", self.fake_books, methods=["POST"]),
+            # orders and accounts
+            Route(L.REST_PREFIX + L.REST_NEXT_NONCE, self.rest_next_nonce),
+            Route(L.REST_PREFIX + L.REST_SEND_TX, self.rest_send_tx, methods=["POST"]),
+            Route(L.REST_PREFIX + L.REST_SEND_TX_BATCH, self.rest_send_tx_batch,
+                  methods=["POST"]),
+            Route(L.REST_PREFIX + L.REST_ACCOUNT, self.rest_account),
+            Route(L.REST_PREFIX + L.REST_ACTIVE_ORDERS, self.rest_active_orders),
+            Route("/fake/account", self.fake_account),
+            Route("/fake/trade", self.fake_trade, methods=["POST"]),
+            Route("/fake/config", self.fake_config, methods=["POST"]),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)
 
@@ -358,6 +387,92 @@ class FakeVenue:
                 return JSONResponse({L.F_CODE: 21100, L.F_MESSAGE: "invalid market id"}, 400)
         return JSONResponse({L.F_CODE: 200, L.DETAILS_KEY: [m.rest_entry(True) for m in ms]})
 
+    # -- REST: orders and accounts ---------------------------------------------------------------
+    def _limited(self, request: Request, weight: int = 1) -> Response | None:
+        addr = request.client.host if request.client else "?"
+        if self.desk.rate_limited(addr, weight):
+            return JSONResponse({L.F_CODE: L.ERR_TOO_MANY_REQUESTS,
+                                 L.F_MESSAGE: "Too Many Requests!"}, L.HTTP_RATE_LIMITED)
+        return None
+
+    @staticmethod
+    def _bad(code: int, message: str) -> Response:
+        return JSONResponse({L.F_CODE: code, L.F_MESSAGE: message}, 400)
+
+    async def rest_next_nonce(self, request: Request) -> Response:
+        if (r := self._limited(request)) is not None:
+            return r
+        try:
+            acct = int(request.query_params[L.Q_ACCOUNT_INDEX])
+            key = int(request.query_params[L.Q_API_KEY_INDEX])
+        except (KeyError, ValueError):
+            return self._bad(20001, "account_index and api_key_index are required integers")
+        return JSONResponse({L.F_CODE: L.CODE_OK, L.F_NEXT_NONCE: self.desk.next_nonce(acct, key)})
+
+    async def _form(self, request: Request) -> dict:
+        """The SDK posts application/x-www-form-urlencoded [read]; JSON bodies work too."""
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                doc = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                return {}
+            return doc if isinstance(doc, dict) else {}
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[-1] for k, v in urllib.parse.parse_qs(body).items()}
+
+    async def rest_send_tx(self, request: Request) -> Response:
+        if (r := self._limited(request, L.SENDTX_WEIGHT)) is not None:
+            return r
+        form = await self._form(request)
+        await self.desk.stall()
+        try:
+            hashes = self.desk.submit([(form.get(L.FORM_TX_TYPE), form.get(L.FORM_TX_INFO))])
+        except TxError as e:
+            return self._bad(e.code, e.message)
+        return JSONResponse(self._tx_reply(hashes[0]))
+
+    async def rest_send_tx_batch(self, request: Request) -> Response:
+        if (r := self._limited(request, L.SENDTX_WEIGHT)) is not None:
+            return r
+        form = await self._form(request)
+        await self.desk.stall()
+        try:
+            hashes = self.desk.submit(_batch_items(form.get(L.FORM_TX_TYPES),
+                                                   form.get(L.FORM_TX_INFOS)))
+        except TxError as e:
+            return self._bad(e.code, e.message)
+        return JSONResponse(self._tx_reply(hashes))
+
+    async def rest_account(self, request: Request) -> Response:
+        if (r := self._limited(request)) is not None:
+            return r
+        q = request.query_params
+        if q.get(L.Q_BY, "index") != "index":
+            return self._bad(20001, "the fake serves by=index only")
+        try:
+            acct = int(q[L.Q_VALUE])
+        except (KeyError, ValueError):
+            return self._bad(20001, "value must be an account index")
+        return JSONResponse({L.F_CODE: L.CODE_OK, L.A_TOTAL: 1,
+                             L.A_ACCOUNTS: [self.desk.account_doc(acct)]})
+
+    async def rest_active_orders(self, request: Request) -> Response:
+        if (r := self._limited(request)) is not None:
+            return r
+        q = request.query_params
+        try:
+            acct = int(q[L.Q_ACCOUNT_INDEX])
+            mid = int(q[L.Q_MARKET_ID]) if L.Q_MARKET_ID in q else None
+        except (KeyError, ValueError):
+            return self._bad(20001, "account_index (and market_id) must be integers")
+        tok = L.parse_auth_token(request.headers.get(L.H_AUTHORIZATION) or q.get(L.Q_AUTH))
+        if tok is None or tok[1] != acct or tok[0] < time.time():
+            return self._bad(L.ERR_AUTH, "missing, malformed or expired auth token")
+        a = self.desk.account(acct)
+        orders = [self.desk.order_doc(o) for o in a.orders.values()
+                  if mid is None or o.market_id == mid]
+        return JSONResponse({L.F_CODE: L.CODE_OK, L.F_ORDERS: orders})
+
     # -- fake-only control ---------------------------------------------------------------------
     async def fake_fault(self, request: Request) -> Response:
         try:
@@ -368,11 +483,47 @@ class FakeVenue:
         if kind not in FAULTS:
             return JSONResponse({"error": f"unknown fault {kind!r}; known: {', '.join(FAULTS)}"},
                                 400)
+        if kind == "reject" and body.get("code") is not None:
+            self.desk.reject_code = int(body["code"])
         n = await self.inject(kind, body.get("arg"), body.get("market_id"))
         return JSONResponse({"kind": kind, "connections": n})
 
+    async def fake_account(self, request: Request) -> Response:
+        """``GET /fake/account?account=N``: the fake's truth (venue integer units)."""
+        try:
+            acct = int(request.query_params["account"])
+        except (KeyError, ValueError):
+            return JSONResponse({"error": "?account=N is required"}, 400)
+        return JSONResponse(self.desk.truth(acct))
+
+    async def fake_trade(self, request: Request) -> Response:
+        """``POST /fake/trade {"market_id", "taker_buys", "price", "size"}``: a synthetic taker
+        (venue units) that fills resting orders priced at or through ``price``."""
+        try:
+            body = orjson.loads(await request.body())
+            m = self.markets[int(body["market_id"])]
+            price, size = int(body["price"]), int(body["size"])
+            taker_buys = bool(body["taker_buys"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return JSONResponse({"error": "body must be {\"market_id\", \"taker_buys\", "
+                                          "\"price\", \"size\"} (venue units)"}, 400)
+        before = self.desk.stats["fills_total"]
+        self.desk.on_taker(m, price, size, taker_buys)
+        return JSONResponse({"fills": self.desk.stats["fills_total"] - before})
+
+    async def fake_config(self, request: Request) -> Response:
+        """``POST /fake/config {"rate_limit_per_min": N}`` (0: off)."""
+        try:
+            body = orjson.loads(await request.body())
+            if "rate_limit_per_min" in body:
+                self.desk.set_rate_limit(int(body["rate_limit_per_min"]))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return JSONResponse({"error": "body must be {\"rate_limit_per_min\": N}"}, 400)
+        return JSONResponse({"rate_limit_per_min": self.desk.rate_limit_per_min})
+
     async def fake_stats(self, request: Request) -> Response:
         doc = dict(self.stats)
+        doc["orders"] = dict(self.desk.stats)
         doc["connections"] = len(self.conns)
         doc["markets"] = {m.spec.symbol: {"nonce": m.nonce, "bids": len(m.bids),
                                           "asks": len(m.asks), "ts_us": m.ts_us}
@@ -453,6 +604,9 @@ class FakeVenue:
     def on_subscribe(self, conn: Conn, msg: dict) -> None:
         channel = str(msg.get(L.F_CHANNEL, ""))
         name, _, market = channel.partition(L.SUB_SEP)
+        if name in self.account_channels:
+            self.subscribe_account(conn, msg, name, market)
+            return
         handler = self.channels.get(name)
         try:
             m = self.markets[int(market)]
@@ -465,6 +619,70 @@ class FakeVenue:
         self.stats["subscribes_total"] += 1
         conn.subs.add((name, m.spec.market_id))
         handler(conn, m)
+
+    def subscribe_account(self, conn: Conn, msg: dict, name: str, account: str) -> None:
+        """An account channel: needs a well-formed auth token of the SDK's form for this
+        account, not expired (the signature is not checked) [fake: the venue's error code for a
+        bad token is unknown, ERR_AUTH]."""
+        try:
+            acct = int(account)
+        except ValueError:
+            acct = -1
+        if acct < 0:
+            conn.send(dumps({L.F_TYPE: L.T_ERROR, L.F_CODE: 30001,
+                             L.F_MESSAGE: f"invalid channel {name}/{account!r}"}))
+            return
+        tok = L.parse_auth_token(msg.get(L.F_AUTH))
+        why = None
+        if tok is None:
+            why = "missing or malformed auth token"
+        elif tok[1] != acct:
+            why = f"auth token is for account {tok[1]}, not {acct}"
+        elif tok[0] < time.time():
+            why = "auth token expired"
+        if why is not None:
+            self.stats["auth_refused_total"] = self.stats.get("auth_refused_total", 0) + 1
+            log.warning("fake venue: %s/%s refused: %s", name, acct, why)
+            conn.send(dumps({L.F_TYPE: L.T_ERROR, L.F_CODE: L.ERR_AUTH,
+                             L.F_MESSAGE: f"{why} ({name}/{acct})"}))
+            return
+        self.stats["subscribes_total"] += 1
+        conn.subs.add((name, acct))
+        conn.send(dumps(self.desk.snapshot(name, acct)))
+
+    # -- transactions over the socket ------------------------------------------------------------
+    def on_send_tx(self, conn: Conn, msg: dict) -> None:
+        asyncio.get_running_loop().create_task(self._send_tx_ws(conn, msg))
+
+    async def _send_tx_ws(self, conn: Conn, msg: dict) -> None:
+        """``jsonapi/sendtx`` / ``jsonapi/sendtxbatch``: the reply echoes the request's id
+        [docs/others]; its shape is the fake's choice ([fake] in bog.venue.lighter)."""
+        typ = msg.get(L.F_TYPE)
+        data = msg.get(L.F_DATA)
+        rid = data.get(L.F_ID, msg.get(L.F_ID)) if isinstance(data, dict) else msg.get(L.F_ID)
+        await self.desk.stall()
+        try:
+            if not isinstance(data, dict):
+                raise TxError(L.ERR_INVALID_TX_INFO, "invalid tx: no data")
+            weight = L.SENDTX_WEIGHT
+            if self.desk.rate_limited(f"ws:{conn.cid}", weight):
+                raise TxError(L.ERR_TOO_MANY_REQUESTS, "Too Many Requests!")
+            if typ == L.T_SEND_TX:
+                items = [(data.get(L.FORM_TX_TYPE), data.get(L.FORM_TX_INFO))]
+            else:
+                items = _batch_items(data.get(L.FORM_TX_TYPES), data.get(L.FORM_TX_INFOS))
+            hashes = self.desk.submit(items)
+        except TxError as e:
+            conn.send(dumps({L.F_TYPE: L.T_ERROR, L.F_ID: rid, L.F_CODE: e.code,
+                             L.F_MESSAGE: e.message}))
+            return
+        reply = {L.F_TYPE: typ, L.F_ID: rid}
+        reply.update(self._tx_reply(hashes if typ == L.T_SEND_TX_BATCH else hashes[0]))
+        conn.send(dumps(reply))
+
+    def _tx_reply(self, tx_hash) -> dict:
+        return {L.F_CODE: L.CODE_OK, L.F_MESSAGE: "", L.F_TX_HASH: tx_hash,
+                L.F_PREDICTED_MS: time.time_ns() // 1_000_000 + 5, L.F_VOLUME_QUOTA: 1_000_000}
 
     def on_unsubscribe(self, conn: Conn, msg: dict) -> None:
         name, _, market = str(msg.get(L.F_CHANNEL, "")).partition(L.SUB_SEP)
@@ -511,6 +729,23 @@ class FakeVenue:
         self.broadcast(L.CH_BOOK, mid,
                        dumps(m.book_frame(L.T_BOOK_UPDATE, bc, ac, begin, nonce, ts_us)), True)
         self.stats["updates_total"] += 1
+        if self.desk.resting:  # the trade flow and the moving book fill resting orders
+            if trade is not None:
+                self.desk.on_taker(m, trade[0], trade[1], trade[2])
+            self.desk.on_book(m)
+
+    def publish_book_change(self, m: FakeMarket, bc: dict, ac: dict) -> None:
+        """Apply a change made by an order (levels it took) and publish it on the chain."""
+        begin, nonce, ts_us = m.apply(bc, ac)
+        self.broadcast(L.CH_BOOK, m.spec.market_id,
+                       dumps(m.book_frame(L.T_BOOK_UPDATE, bc, ac, begin, nonce, ts_us)), True)
+        self.stats["updates_total"] += 1
+
+    def publish_trades(self, m: FakeMarket, trades: list[tuple]) -> None:
+        """Own fills on the public tape: (price, size, maker_ask, ts_us, trade_id)."""
+        self.stats["trades_total"] += len(trades)
+        self.broadcast(L.CH_TRADE, m.spec.market_id,
+                       dumps(m.trade_frame(L.T_TRADE_UPDATE, trades)))
 
     async def run_market(self, m: FakeMarket) -> None:
         """Updates at ``rate_per_s``, on schedule: late ones are sent in a burst (no drift)."""
@@ -553,6 +788,15 @@ class FakeVenue:
         elif kind == "disconnect":
             for c in conns:
                 await self._close(c, 1011)
+        elif kind == "account_drop":
+            acct_chs = set(self.account_channels)
+            for c in conns:
+                if any(ch in acct_chs for ch, _ in c.subs):
+                    await self._close(c, 1011)
+        elif kind == "reject":
+            self.desk.reject_next = int(arg or 1)
+        elif kind == "tx_stall":
+            self.desk.tx_stall_until = time.monotonic() + float(arg or 5.0)
         elif kind == "shutdown":
             ms = int(arg or 200)
             for c in conns:
@@ -609,6 +853,21 @@ class FakeVenue:
         return len(conns)
 
 
+def _batch_items(tx_types, tx_infos) -> list[tuple]:
+    """sendTxBatch's two lists, each a JSON string [read] (or already a list)."""
+    try:
+        types = orjson.loads(tx_types) if isinstance(tx_types, str) else tx_types
+        infos = orjson.loads(tx_infos) if isinstance(tx_infos, str) else tx_infos
+    except orjson.JSONDecodeError:
+        raise TxError(L.ERR_INVALID_TX_INFO, "tx_types and tx_infos must be JSON lists") from None
+    if not isinstance(types, list) or not isinstance(infos, list) or len(types) != len(infos) \
+            or not types:
+        raise TxError(L.ERR_INVALID_TX_INFO, "tx_types and tx_infos: two lists of one length")
+    if len(types) > L.BATCH_MAX:
+        raise TxError(L.ERR_INVALID_TX_INFO, f"at most {L.BATCH_MAX} transactions in a batch")
+    return list(zip(types, infos))
+
+
 def parse_faults(text: str) -> list[tuple[str, float, float | None]]:
     """``gap@5,stall@10:3`` -> [("gap", 5.0, None), ("stall", 10.0, 3.0)]; ValueError if bad."""
     out = []
@@ -629,13 +888,14 @@ def parse_faults(text: str) -> list[tuple[str, float, float | None]]:
 
 
 def serve(port: int, rate_per_s: float, seed: int, faults: str = "", ping_every_s: float = 30.0,
-          host: str = "127.0.0.1", markets: str = "") -> int:
+          host: str = "127.0.0.1", markets: str = "", rate_limit_per_min: int = 0) -> int:
     """Run the fake venue in this process until SIGINT/SIGTERM (uvicorn handles them)."""
     import uvicorn
 
     want = {m.strip().upper() for m in markets.split(",") if m.strip()}
     specs = tuple(s for s in MARKETS if not want or s.symbol in want) or MARKETS
     venue = FakeVenue(rate_per_s, seed, ping_every_s, parse_faults(faults), specs)
+    venue.desk.set_rate_limit(rate_limit_per_min)
     log.info("fake venue on ws://%s:%d%s (REST http://%s:%d%s), %g updates/s per market, "
              "seed %d, markets %s", host, port, L.WS_PATH, host, port, L.REST_PREFIX, rate_per_s,
              seed, ", ".join(f"{m.spec.symbol}={m.spec.market_id}"
