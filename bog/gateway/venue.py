@@ -62,6 +62,7 @@ STALL_TIMEOUT_S = 30.0  # account channels can be quiet: pings at half of it kee
 AUTH_RENEW_FRACTION = 0.75  # renew the auth token at 3/4 of its life
 GONE_GRACE_S = 2.0  # an order absent from REST this long after its last news is gone
 CODE_TRANSPORT = -1  # Rejected.code when neither the socket nor HTTP got an answer
+CODE_UNKNOWN = -2  # the socket copy may have landed: wait for the account channel/reconcile
 CODE_DRY_RUN = 0
 
 
@@ -216,7 +217,7 @@ class VenueSession:
                 post_only=post_only, nonce=n)
 
         code, msg = await self._submit([sign], f"place {client_order_index}", t0)
-        if code != L.CODE_OK and code != CODE_DRY_RUN:
+        if code not in (L.CODE_OK, CODE_DRY_RUN, CODE_UNKNOWN):
             self._reject(client_order_index, code, msg)
 
     async def cancel(self, client_order_index: int) -> None:
@@ -231,7 +232,7 @@ class VenueSession:
                                             nonce=n)
 
         code, msg = await self._submit([sign], f"cancel {client_order_index}")
-        if code not in (L.CODE_OK, CODE_DRY_RUN):
+        if code not in (L.CODE_OK, CODE_DRY_RUN, CODE_UNKNOWN):
             self._count_reject(code)
             log.warning("Venue cancel refused: client order %d code %d: %s",
                         client_order_index, code, msg)
@@ -263,7 +264,7 @@ class VenueSession:
         code, msg = await self._submit([sign_cancel, sign_place],
                                        f"replace {cancel_client_order_index} -> "
                                        f"{client_order_index}", t0)
-        if code not in (L.CODE_OK, CODE_DRY_RUN):
+        if code not in (L.CODE_OK, CODE_DRY_RUN, CODE_UNKNOWN):
             self._reject(client_order_index, code, msg)
 
     async def cancel_all(self) -> None:
@@ -492,7 +493,16 @@ class VenueSession:
                                  tx_type, tx_info)
                     self.nonce += len(txs)
                     return CODE_DRY_RUN, "dry-run"
-                code, msg = await self._send(txs, t0)
+                code, msg, ambiguous = await self._send(txs, t0)
+                if code == L.ERR_INVALID_NONCE and ambiguous:
+                    # the HTTP copy of a tx whose socket copy got no reply: the nonce is
+                    # probably taken by that very tx. Resending would double it.
+                    self.nonce = None
+                    self.stats.send_errors_total += 1
+                    log.warning("Venue send outcome unknown: %s: no reply on the socket, and "
+                                "its HTTP copy was refused by nonce (%s); the account channel "
+                                "or reconcile will tell whether it landed", what, msg)
+                    return CODE_UNKNOWN, msg
                 if code == L.CODE_OK:
                     self.nonce += len(txs)
                     return code, msg
@@ -509,6 +519,8 @@ class VenueSession:
                     continue
                 if code == CODE_TRANSPORT:
                     self.nonce = None  # unknown whether it landed: ask the venue next time
+                    if ambiguous:  # the socket copy went out: it may have landed
+                        return CODE_UNKNOWN, msg
                 return code, msg
         return code, msg  # pragma: no cover (the loop always returns)
 
@@ -529,7 +541,9 @@ class VenueSession:
         s.signs_total += 1
         return tx
 
-    async def _send(self, txs: list, t0: int | None) -> tuple[int, str]:
+    async def _send(self, txs: list, t0: int | None) -> tuple[int, str, bool]:
+        """(code, message, ambiguous): ambiguous when the socket copy went out without a
+        reply and the answer is the HTTP copy's."""
         batch = len(txs) > 1
         ws = self.ws
         if ws is not None:
@@ -548,7 +562,7 @@ class VenueSession:
                 await ws.send(orjson.dumps(frame).decode())
                 self._sent(len(txs), batch, t0)
                 reply = await asyncio.wait_for(fut, WS_REPLY_TIMEOUT_S)
-                return self._reply(reply)
+                return *self._reply(reply), False
             except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
                 why = "no reply in time" if isinstance(e, (asyncio.TimeoutError,
                                                            TimeoutError)) else "socket closed"
@@ -558,6 +572,7 @@ class VenueSession:
                 self._pending.pop(rid, None)
         else:
             why = "socket down"
+        ambiguous = why != "socket down"
         self.stats.http_fallback_total += 1
         log.warning("Venue send fell back to HTTP: %s", why)
         if batch:
@@ -571,12 +586,12 @@ class VenueSession:
         if status == 0:
             self.stats.send_errors_total += 1
             log.error("Venue send failed: no answer over the socket nor HTTP (%s)", doc)
-            return CODE_TRANSPORT, str(doc)
+            return CODE_TRANSPORT, str(doc), ambiguous
         self._sent(len(txs), batch, t0)
-        if status == L.HTTP_RATE_LIMITED and not (isinstance(doc, dict) and L.F_CODE in doc):
-            return L.ERR_TOO_MANY_REQUESTS, "HTTP 429"
-        return self._reply(doc if isinstance(doc, dict) else {L.F_CODE: status,
-                                                               L.F_MESSAGE: str(doc)[:120]})
+        if not isinstance(doc, dict) or L.F_CODE not in doc:
+            code = L.ERR_TOO_MANY_REQUESTS if status == L.HTTP_RATE_LIMITED else status
+            doc = {L.F_CODE: code, L.F_MESSAGE: f"HTTP {status} {str(doc)[:120]}"}
+        return *self._reply(doc), ambiguous
 
     def _sent(self, n: int, batch: bool, t0: int | None) -> None:
         s = self.stats
