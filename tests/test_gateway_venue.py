@@ -231,6 +231,8 @@ def test_seen_trade_ids_survive_a_restart(fake, key):
             await r.wait(lambda: r.of(V.Acked, 601))
             await r.taker(True, 800_000, 20)
             fills = await r.wait(lambda: r.of(V.Filled, 601))
+            assert (fills[0].is_ask, fills[0].base_amount) == (True, 20)
+            assert (await r.s.reconcile()).base_amount == -20  # short
             seen = set(r.s.seen_trade_ids)
         # a new session (a gateway restart) seeded from the journal's trade ids
         async with Run(fake, key, seen_trade_ids=seen) as r2:
@@ -239,6 +241,27 @@ def test_seen_trade_ids_survive_a_restart(fake, key):
         async with Run(fake, key) as r3:  # not seeded: the snapshot's fill would come again
             f = await r3.wait(lambda: r3.of(V.Filled))
             assert f[0].trade_id == fills[0].trade_id
+    run(main())
+
+
+def test_auth_token_renewed_before_expiry(fake, key):
+    """A 4 s token: renewed (and the account channels resubscribed) at 3 s; fills still
+    arrive after the first token expired, REST calls get a fresh token, nothing doubles."""
+
+    async def main():
+        async with Run(fake, key, auth_expiry_s=4) as r:
+            await r.s.place(client_order_index=651, is_ask=False, price=FAR_BID, base_amount=60)
+            await r.wait(lambda: r.of(V.Acked, 651))
+            await r.taker(False, FAR_BID, 20)
+            await r.wait(lambda: r.of(V.Filled, 651))
+            await r.wait(lambda: r.s.stats.auth_renewals_total >= 2, 10, "two renewals")
+            await r.taker(False, FAR_BID, 20)  # > 4 s after the first token
+            await r.wait(lambda: len(r.of(V.Filled, 651)) == 2, what="fill after renewal")
+            snap = await r.s.reconcile()
+            assert snap.base_amount == 40 and list(snap.open_orders) == [651]
+            assert len({f.trade_id for f in r.of(V.Filled)}) == 2 == len(r.of(V.Filled))
+            assert r.s.stats.frames_rejected_total == 0
+            assert fake.get("/fake/stats").get("auth_refused_total", 0) == 0
     run(main())
 
 

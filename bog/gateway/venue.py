@@ -185,7 +185,8 @@ class VenueSession:
         self.nonce: int | None = None  # the next nonce to use
         self.ws = None
         self.token: str | None = None
-        self.token_renew_at = 0.0
+        self.token_renew_at = 0.0  # monotonic: make a new token from then on
+        self.sub_renew_at = 0.0  # monotonic: resubscribe the account channels then
         self.closing = False
         self.limiter = RateLimiter(burst=5, period_s=10.0)
         self._tx_lock = asyncio.Lock()
@@ -422,6 +423,7 @@ class VenueSession:
 
     async def _subscribe(self, ws) -> None:
         self.token = self._new_token()
+        self.sub_renew_at = self.token_renew_at
         for ch in (L.CH_ACCOUNT_ALL_ORDERS, L.CH_ACCOUNT_ALL_TRADES):
             await ws.send(orjson.dumps({L.F_TYPE: L.T_SUBSCRIBE, L.F_CHANNEL:
                                         L.account_channel(ch, self.account_index),
@@ -442,7 +444,7 @@ class VenueSession:
         while True:
             await asyncio.sleep(0.5)
             now = time.monotonic()
-            if now >= self.token_renew_at:
+            if now >= self.sub_renew_at:
                 self.stats.auth_renewals_total += 1
                 log.info("Venue auth token renewed (%d s life); resubscribing the account "
                          "channels", self.auth_expiry_s)
