@@ -335,6 +335,7 @@ class FakeVenue:
         self.channels = {L.CH_BOOK: self.subscribe_book, L.CH_TRADE: self.subscribe_trade}
         # orders and accounts (bog.venue.fakeorders)
         self.desk = OrderDesk(self)
+        self._tx_tasks: set[asyncio.Task] = set()
         self.frame_handlers[L.T_SEND_TX] = self.on_send_tx
         self.frame_handlers[L.T_SEND_TX_BATCH] = self.on_send_tx
         self.account_channels = (L.CH_ACCOUNT_ALL_ORDERS, L.CH_ACCOUNT_ALL_TRADES,
@@ -652,7 +653,9 @@ class FakeVenue:
 
     # -- transactions over the socket ------------------------------------------------------------
     def on_send_tx(self, conn: Conn, msg: dict) -> None:
-        asyncio.get_running_loop().create_task(self._send_tx_ws(conn, msg))
+        t = asyncio.get_running_loop().create_task(self._send_tx_ws(conn, msg))
+        self._tx_tasks.add(t)  # a reference until done, so it is not collected mid-way
+        t.add_done_callback(self._tx_tasks.discard)
 
     async def _send_tx_ws(self, conn: Conn, msg: dict) -> None:
         """``jsonapi/sendtx`` / ``jsonapi/sendtxbatch``: the reply echoes the request's id
