@@ -977,6 +977,7 @@ class EngineService(Service):
                                         self.buf.events, time.time_ns())
                 if n:
                     log.info("cancelled %d resting orders on shutdown", n)
+            if self.metrics is not None and self.fills is not None:
                 if getattr(self, "_journal_error", None) is not None:
                     self._retry_journal()  # one last try (flush, then drain)
                 else:
