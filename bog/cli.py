@@ -6,6 +6,7 @@
     bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
     bog engine   [--config F] [--instance N]
     bog monitor  [--config F] [--instance N] [--host H] [--port P]
+    bog gateway  [--config F] [--instance N]     orders to the venue (execution.mode dry-run|live)
     bog bench    [--json] [...]                              benchmark on real processes
     bog record   --out FILE [--instance N] [--duration S]    capture the ticks ring to a file
     bog fake-venue --port P [--rate R] [--seed S] [--faults K@S[:ARG],...] [--rate-limit N]
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="monitor port")
     p.add_argument("--report", metavar="FILE.json",
                    help="replay: also write the end-of-replay report to this file as JSON")
-    for name in ("feed", "engine"):
+    for name in ("feed", "engine", "gateway"):
         p = sub.add_parser(name, help=f"run the {name} process")
         _common(p)
         if name == "feed":
@@ -145,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         validate_instance(args.instance)
         cfg = config_from_args(args)
         set_shm_owner(cfg.process.shm_owner)
-        if args.cmd in ("run", "feed", "engine", "monitor"):
+        if args.cmd in ("run", "feed", "engine", "monitor", "gateway"):
             _check_dirs(cfg, args)
+        if args.cmd == "gateway":
+            from bog.gateway.process import check_start
+
+            check_start(cfg)  # refuses with one line (missing mode, network, credentials)
     except (ConfigError, SegmentError) as e:
         print(f"bog {args.cmd}: {e}", file=sys.stderr)
         return 2
@@ -163,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             from bog.engine.process import EngineService
 
             return _service(EngineService, cfg, args)
+        if args.cmd == "gateway":
+            from bog.gateway.process import GatewayService
+
+            return _service(GatewayService, cfg, args)
         if args.cmd == "monitor":
             from bog.monitor.process import MonitorService
 

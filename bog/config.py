@@ -127,6 +127,12 @@ class ExecutionConfig:
     journal_rotate_mb: float = opt(64.0, 0.001, 1e6,
                                    doc="rotate (checkpoint) the journal at start when larger; "
                                        "it also rotates at every new UTC day")
+    mode: str = opt("paper", choices=("paper", "dry-run", "live"),
+                    doc="paper: simulated fills (no gateway); dry-run: orders go to bog-gateway, "
+                        "which signs and logs them, sends nothing; live: real orders "
+                        "(docs/live-trading.md)")
+    intent_ring_size: int = opt(1024, 16, 1 << 20,
+                                doc="order-intent ring slots, engine -> gateway (dry-run/live)")
     # fault injection (tests): stop draining the fill queue so it fills up
     fault_stop_fill_drain: bool = opt(False, doc="never drain fills (overflow test)")
     fault_slow_tick_every: int = opt(0, 0, 1_000_000_000, doc="slow every Nth tick; 0 = never")
@@ -142,6 +148,7 @@ class ProcessConfig:
                                       doc="0 = busy-poll the ring (lowest latency, a full core); "
                                           "else sleep this long per poll after 1 ms without ticks")
     monitor_core: int = opt(0, -1, 1023, doc="CPU for the monitor, -1 = do not pin")
+    gateway_core: int = opt(0, -1, 1023, doc="CPU for bog-gateway (dry-run/live), -1 = do not pin")
     engine_realtime_priority: int = opt(0, 0, 99, doc="SCHED_FIFO priority, 0 = normal")
     housekeeping_ms: float = opt(50.0, 1.0, 10_000.0, doc="housekeeping period")
     log_dir: str = opt("logs", doc="log directory for bog.log outside systemd")
@@ -182,6 +189,37 @@ class VenueConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """bog-gateway: the venue side of execution.mode dry-run / live (docs/live-trading.md).
+    Its limits are its own, independent of [risk]: an intent beyond them is refused."""
+
+    network: str = opt("", choices=("", "testnet", "mainnet"),
+                       doc="venue network for orders: '' = testnet for dry-run; live refuses "
+                           "to start unless it is named (mainnet only when written here)")
+    url: str = opt("", doc="WebSocket URL override, e.g. ws://127.0.0.1:8765/stream for "
+                           "'bog fake-venue'; the REST base is derived from it")
+    account_index: int = opt(-1, -1, 2**62, doc="venue account index (live: required)")
+    api_key_index: int = opt(-1, -1, 255, doc="venue API key index (live: required)")
+    api_key_file: str = opt("", doc="file holding the API private key, mode 0600, owned by "
+                                    "bog's user; under systemd the unit's LoadCredential= "
+                                    "(credential 'lighter-api-key') is used when this is ''")
+    max_order_size_btc: float = opt(0.5, 1e-9, 1e6, doc="refuse larger orders")
+    max_order_notional_usd: float = opt(50_000.0, 0.01, 1e12, doc="refuse larger orders, USD")
+    max_notional_per_minute_usd: float = opt(500_000.0, 0.01, 1e13,
+                                             doc="refuse placements beyond this in 60 s, USD")
+    max_open_orders: int = opt(10, 1, 10_000, doc="refuse placements beyond this many resting")
+    requests_per_s: float = opt(20.0, 0.01, 100_000.0, doc="request token bucket refill rate")
+    request_burst: int = opt(40, 1, 1_000_000, doc="request token bucket size")
+    engine_heartbeat_timeout_s: float = opt(2.0, 0.1, 3600.0,
+                                            doc="engine heartbeat older than this: cancel all")
+    dead_man_window_s: float = opt(60.0, 5.0, 3600.0,
+                                   doc="venue cancels everything this long after the gateway "
+                                       "last re-armed it (re-armed every third of it)")
+    reconcile_every_s: float = opt(5.0, 0.5, 3600.0, doc="venue account state check period")
+    event_ring_size: int = opt(1024, 16, 1 << 20, doc="venue-event ring slots, gateway -> engine")
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
@@ -192,6 +230,7 @@ class Config:
     process: ProcessConfig = field(default_factory=ProcessConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 ENV_SHORTCUTS = {
@@ -317,6 +356,8 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("venue.backoff_initial_s must not exceed venue.backoff_max_s")
     if cfg.venue.url and not cfg.venue.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"venue.url = {cfg.venue.url!r}: must start with ws:// or wss://")
+    if cfg.gateway.url and not cfg.gateway.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"gateway.url = {cfg.gateway.url!r}: must start with ws:// or wss://")
     if cfg.feed.source == "replay" and not cfg.feed.replay_file:
         raise ConfigError("feed.source = 'replay' needs feed.replay_file")
 

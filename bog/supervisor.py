@@ -1,4 +1,5 @@
-"""``bog run``: start feed, engine and monitor as separate processes and keep them running.
+"""``bog run``: start feed, engine and monitor as separate processes and keep them running
+(and bog-gateway after the engine when ``execution.mode`` is dry-run or live).
 
 Outside systemd this is the process manager: it starts the feed, waits for its ticks ring,
 starts the engine, waits for its metrics block, then starts the monitor. A child that dies is
@@ -81,6 +82,10 @@ class Supervisor:
             Child("feed", base + ["feed"] + common + feed_opts, _segment_ready(names.ticks)),
             Child("engine", base + ["engine"] + common, _segment_ready(names.engine_metrics)),
         ]
+        if cfg.execution.mode != "paper":
+            # dry-run / live: the gateway reads the engine's intent ring, so it starts after it
+            self.children.append(Child("gateway", base + ["gateway"] + common,
+                                       _segment_ready(names.gateway_metrics)))
         if not getattr(args, "no_monitor", False):
             self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts,
                                        lambda proc: http_status(health, 0.5) is not None))

@@ -24,6 +24,7 @@ def warm() -> float:
     synth_run(make_params(cfg.feed), make_state(cfg.feed), new_staging(), feed.ctrl, feed.words,
               fm, 0, 1)
     b = K.Buffers()
+    ex = K.Exec()
     fctrl = np.zeros(8, np.int64)
     fctrl[RING_CAPACITY] = 4
     fwords = np.zeros(4 * FILL_WORDS, np.int64)
@@ -31,8 +32,10 @@ def warm() -> float:
     st = K.make_state()
     K.engine_run(st, K.make_params(cfg), em, feed.ctrl, feed.words, b.snap, b.snap_words,
                  b.orders, np.zeros(2, np.int64), b.fill, fctrl, fwords, b.events, b.mailbox,
-                 np.zeros(1, np.int64), 0)
+                 np.zeros(1, np.int64), 0, ex.ictrl, ex.iwords, b.intent, ex.vctrl, ex.vwords,
+                 b.vev, b.trade_ids)
     K.cancel_all_orders(st, em, b.orders, b.events, 0)
+    K.cancel_all_venue(st, em, b.orders, b.events, ex.ictrl, ex.iwords, b.intent, 0, 0)
     fills_peek_into(fctrl, fwords, np.zeros((2, FILL_WORDS), np.int64))
     fills_commit(fctrl, 0)
     ticks_read(feed.ctrl, feed.words, 0, b.snap_words)

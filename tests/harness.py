@@ -59,6 +59,7 @@ class KernelHarness:
         self.fwords = np.zeros(fill_capacity * FILL_WORDS, np.int64)
         self.staging = np.zeros(1, TICK_SLOT)
         self.rpos = np.zeros(1, np.int64)  # the engine's published read position
+        self.ex = K.Exec()  # execution.mode dry-run/live: the tests give it rings
         self.seq = 0
         self.ev_seen = 0
 
@@ -117,7 +118,9 @@ class KernelHarness:
         b = self.buf
         return K.engine_run(self.state, self.params, self.metrics, self.tctrl, self.twords,
                             b.snap, b.snap_words, b.orders, self.quote, b.fill, self.fctrl,
-                            self.fwords, b.events, b.mailbox, self.rpos, stop_ns)
+                            self.fwords, b.events, b.mailbox, self.rpos, stop_ns, self.ex.ictrl,
+                            self.ex.iwords, b.intent, self.ex.vctrl, self.ex.vwords, b.vev,
+                            b.trade_ids)
 
     def open_orders(self) -> list[dict]:
         o = self.buf.orders

@@ -103,7 +103,7 @@ class Pipeline:
     def start(self, process: str, *extra: str, wait=True, timeout=90.0) -> Proc:
         p = Proc(self.argv(process, *extra), self.env, self.tmp / f"{process}.out")
         self.procs[process] = p
-        if wait and process in (FEED, ENGINE):
+        if wait and process in (FEED, ENGINE, "gateway"):
             def ready():
                 if not p.alive():
                     raise AssertionError(f"bog {process} exited:\n{p.output()}")
@@ -140,7 +140,7 @@ class Pipeline:
 
     def stop_all(self):
         codes = {}
-        for name in ("monitor", ENGINE, FEED):
+        for name in ("monitor", ENGINE, "gateway", FEED):
             if name in self.procs:
                 codes[name] = self.procs[name].stop()
         return codes

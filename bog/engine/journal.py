@@ -128,7 +128,7 @@ class Journal:
             self._truncate_to = -1
 
     def fill(self, fill_id: int, order_id: int, side: int, price_fixed: int, qty_fixed: int,
-             fee_fixed: int, liquidity: int, ts_ns: int) -> None:
+             fee_fixed: int, liquidity: int, ts_ns: int, trade_id: int = 0) -> None:
         """Write one fill now, completely, after any pending order events (keeps order).
 
         Raises ``JournalWriteError`` if the fill (or the events before it) could not be
@@ -142,6 +142,8 @@ class Journal:
             "price_fixed": price_fixed, "qty_fixed": qty_fixed, "fee_fixed": fee_fixed,
             "liquidity": LIQUIDITY[liquidity],
         }
+        if trade_id:  # a venue fill (execution.mode = "live"): applied once per trade id
+            doc["trade_id"] = trade_id
         self._append(orjson.dumps(doc) + b"\n", f"fill {fill_id}")
 
     def event(self, doc: dict) -> None:
@@ -182,7 +184,8 @@ class Journal:
             self._append(b"".join(self._pending), f"{len(self._pending)} order/correction events")
             self._pending.clear()
 
-    def rotate(self, tracker: PositionTracker, last_fill_id: int, last_order_id: int) -> str:
+    def rotate(self, tracker: PositionTracker, last_fill_id: int, last_order_id: int,
+               trade_ids: list[int] | tuple[int, ...] = ()) -> str:
         """Archive this file and continue in a new one that starts with a Checkpoint.
 
         Returns the archive's path. Each step can fail (full disk, an archive of that name
@@ -205,6 +208,8 @@ class Journal:
         doc = {"type": "Checkpoint", "ts_ms": now // 1_000_000, "ts_ns": now,
                "tracker": dataclasses.asdict(tracker), "last_fill_id": last_fill_id,
                "last_order_id": last_order_id, "continues": os.path.basename(archive)}
+        if trade_ids:  # the venue may redeliver recent trades: keep them known (dedupe)
+            doc["recent_trade_ids"] = list(trade_ids)[-RECENT_TRADE_IDS:]
         data = orjson.dumps(doc) + b"\n"
         tmp = self.path + ".new"
         new_fd = linked = -1
@@ -250,6 +255,9 @@ class Journal:
                 self.fd = -1
 
 
+RECENT_TRADE_IDS = 10_000  # venue trade ids carried over a rotation (Checkpoint)
+
+
 @dataclass
 class Recovered:
     tracker: PositionTracker = field(default_factory=PositionTracker)
@@ -265,6 +273,9 @@ class Recovered:
     torn_fill_id: int = 0  # the fill id a torn line names (0: none readable)
     torn_saved: str = ""  # side file holding the torn bytes (repair=True)
     missing_newline: bool = False  # the last record is complete but lacks its newline
+    # venue trade ids applied (live fills), in journal order; duplicates skipped in recovery
+    trade_ids: dict[int, None] = field(default_factory=dict)
+    duplicate_trades: int = 0
 
 
 _FILL_ID_RE = re.compile(rb'"fill_id"\s*:\s*(\d+)')
@@ -348,6 +359,13 @@ def recover(path: str, repair: bool = False) -> Recovered:
                     rec.max_fill_id = max(rec.max_fill_id, fid)
                     if fid <= rec.last_fill_id:
                         continue  # already applied (written twice around a crash)
+                    tid = int(doc.get("trade_id", 0))
+                    if tid:
+                        if tid in rec.trade_ids:
+                            rec.duplicate_trades += 1  # a venue trade applied once only
+                            rec.last_fill_id = fid
+                            continue
+                        rec.trade_ids[tid] = None
                     side = 1 if doc["side"] == "buy" else -1
                     t.apply_fill(side, int(doc["qty_fixed"]), int(doc["price_fixed"]) / FIXED,
                                  int(doc["fee_fixed"]) / FIXED, int(doc["ts_ns"]))
@@ -362,9 +380,13 @@ def recover(path: str, repair: bool = False) -> Recovered:
                     rec.last_fill_id = int(doc["last_fill_id"])
                     rec.max_fill_id = max(rec.max_fill_id, rec.last_fill_id)
                     rec.last_order_id = int(doc["last_order_id"])
+                    rec.trade_ids = dict.fromkeys(int(x) for x in doc.get("recent_trade_ids", ()))
                     rec.checkpoints += 1
-                elif kind in ("OrderSubmit", "OrderAck", "OrderCancel"):
+                elif kind in ("OrderSubmit", "OrderAck", "OrderCancel", "OrderReject",
+                              "OrderCancelled", "OrderExpired"):
                     rec.last_order_id = max(rec.last_order_id, int(doc["order_id"]))
+                elif kind in ("CancelAll", "VenueReset"):
+                    pass
                 elif kind == "EngineStart":
                     # ids below next_fill_id may have been given to fills never journaled
                     rec.max_fill_id = max(rec.max_fill_id, int(doc["next_fill_id"]) - 1)

@@ -28,7 +28,15 @@ from bog.shm.atomics import (
     sleep_ns,
     store_release,
 )
-from bog.shm.codes import BREAKER, BREAKER_CAUSE, FEED_STATE, STRATEGY, TRIP
+from bog.shm.codes import (
+    BREAKER,
+    BREAKER_CAUSE,
+    CANCEL_ALL_WHY,
+    EXEC_MODE,
+    FEED_STATE,
+    STRATEGY,
+    TRIP,
+)
 from bog.shm.hist import bucket_index
 from bog.shm.layouts import (
     FILL_LIQ_MAKER,
@@ -38,6 +46,10 @@ from bog.shm.layouts import (
     FLAG_BOOK_INVALID,
     FLAG_FULL_SNAPSHOT,
     GAP_SIZE_EDGES,
+    INTENT_CANCEL,
+    INTENT_CANCEL_ALL,
+    INTENT_PLACE,
+    INTENT_WORDS,
     LATENCY_NS_EDGES,
     REJ_AFTER_STALE,
     REJ_CROSSED,
@@ -50,7 +62,9 @@ from bog.shm.layouts import (
     REJ_SPREAD,
     RING_CAPACITY,
     RING_HEAD,
+    RING_TAIL,
     RISK_BREAKER,
+    RISK_GATEWAY,
     RISK_DISTANCE,
     RISK_MAX_ORDERS,
     RISK_PAUSED,
@@ -62,13 +76,23 @@ from bog.shm.layouts import (
     SIG_QUOTE_BOTH,
     STALE_AGE_US_EDGES,
     TICK_SLOT,
+    VENUE_EVENT_WORDS,
+    VEV_ACKED,
+    VEV_CANCELLED,
+    VEV_EXPIRED,
+    VEV_FILLED,
+    VEV_REJECTED,
+    VEV_RESET,
 )
-from bog.shm.ring import READ_OK, READ_TORN, fills_push, ticks_read
+from bog.shm.ring import READ_OK, READ_TORN, fills_push, spsc_commit, spsc_push, ticks_read
 
 # compile-time constants from the one definition of each code (bog/shm/codes.py)
 BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN = BREAKER.CLOSED, BREAKER.HALF_OPEN, BREAKER.OPEN
 FEED_FRESH, FEED_STALE, FEED_OFFLINE = FEED_STATE.FRESH, FEED_STATE.STALE, FEED_STATE.OFFLINE
 STRAT_SIMPLE, STRAT_INVENTORY = STRATEGY.SIMPLE, STRATEGY.INVENTORY
+MODE_PAPER = EXEC_MODE.PAPER
+WHY_BREAKER, WHY_PAUSE, WHY_RISK, WHY_SHUTDOWN = (
+    CANCEL_ALL_WHY.BREAKER, CANCEL_ALL_WHY.PAUSE, CANCEL_ALL_WHY.RISK, CANCEL_ALL_WHY.SHUTDOWN)
 
 # Event buffer: 1-D int64 words. Words 0..7 are control (head written by the kernel thread,
 # tail by the Python thread); event i lives at EV_WORDS * (1 + i % EVENT_CAPACITY):
@@ -84,10 +108,14 @@ MB_PAUSED = 2  # 1 = paused by bogctl
 MB_RESET_SEQ = 3  # incremented per 'bogctl breaker reset'
 MB_TRIP_SEQ = 4  # incremented per risk trip requested by Python (daily loss, journal failure)
 MB_TRIP_REASON = 5
-MB_WORDS = 8
+MB_CANCEL_ALL_SEQ = 6  # dry-run/live: incremented per venue-wide cancel-all Python asks for
+MB_CANCEL_ALL_WHY = 7  # its CANCEL_ALL_WHY code (written before the seq)
+MB_GATEWAY_DOWN = 8  # dry-run/live: 1 while bog-gateway is not up and connected (no quoting)
+MB_WORDS = 16
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
  EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN,
- EV_RISK_TRIP) = range(13)
+ EV_RISK_TRIP, EV_VENUE, EV_INTENT_DROPPED, EV_FILL_DUPLICATE, EV_TRADE_IDS_RESET,
+ EV_CANCEL_ALL) = range(18)
 # breaker transition causes (EV_BREAKER c)
 (CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK,
  CAUSE_MANUAL) = (BREAKER_CAUSE.MARKET, BREAKER_CAUSE.COOLDOWN, BREAKER_CAUSE.RECOVERED,
@@ -99,6 +127,10 @@ TRIP_DAILY_LOSS, TRIP_FILLS_DROPPED, TRIP_POSITION_BREACH, TRIP_JOURNAL_FAILURE 
 TRIP_NAMES = TRIP
 
 ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
+# execution.mode dry-run / live: an order's life follows the venue. WANT states are decided
+# within one kernel pass and turned into intents by ``flush_intents`` at its end.
+ORDER_PLACE_WANT, ORDER_PENDING, ORDER_CANCEL_WANT, ORDER_CANCELLING = 3, 4, 5, 6
+TRADE_ID_SLOTS = 1 << 17  # venue trade ids applied (open addressing; + 1 word: the count)
 IDLE_SPIN_NS = 1_000_000  # with idle back-off on: keep spinning this long after a tick
 MAX_ORDERS = 64
 
@@ -159,6 +191,7 @@ ENGINE_PARAMS = np.dtype(
         ("resume_max_move_bps", "<f8"),
         ("maker_fee_bps", "<f8"),
         ("taker_fee_bps", "<f8"),
+        ("exec_mode", "<i8"),  # EXEC_MODE code: paper (simulated fills) or intents to bog-gateway
     ]
 )
 
@@ -200,6 +233,13 @@ ENGINE_STATE = np.dtype(
         ("paused", "<i8"),
         ("reset_seen", "<i8"),  # last MB_RESET_SEQ applied
         ("trip_seen", "<i8"),  # last MB_TRIP_SEQ applied
+        # execution gateway (dry-run / live)
+        ("exec_mode", "<i8"),  # copy of the parameter (helpers without ``p`` need it)
+        ("cancel_pending", "<i8"),  # orders in CANCEL_WANT or CANCELLING
+        ("intents_pending", "<i8"),  # 1: some order is in a WANT state (flush_intents)
+        ("cancel_all_want", "<i8"),  # CANCEL_ALL_WHY + 1 of a venue-wide cancel-all to send
+        ("cancel_all_seen", "<i8"),  # last MB_CANCEL_ALL_SEQ applied
+        ("gateway_down", "<i8"),
     ]
 )
 
@@ -237,6 +277,7 @@ def make_params(cfg: Config) -> np.ndarray:
     r["slow_tick_ns"] = int(x.fault_slow_tick_us * 1e3)
     r["min_best_size_fixed"] = s.min_best_size_btc * FIXED
     r["target_inventory_fixed"] = s.target_inventory_btc * FIXED
+    r["exec_mode"] = EXEC_MODE.index(x.mode)
     return p
 
 
@@ -290,6 +331,24 @@ class Buffers:
         self.fill = np.zeros(FILL_WORDS, np.int64)
         self.events = np.zeros((EVENT_CAPACITY + 1) * EV_WORDS, np.int64)
         self.mailbox = np.zeros(MB_WORDS, np.int64)
+        self.intent = np.zeros(INTENT_WORDS, np.int64)  # staging of one intent
+        self.vev = np.zeros(VENUE_EVENT_WORDS, np.int64)  # copy of one venue event
+        self.trade_ids = np.zeros(TRADE_ID_SLOTS + 1, np.int64)
+
+
+class Exec:
+    """The engine's execution rings as the kernel sees them: the order-intent ring it writes
+    and the venue-event ring it reads (dry-run / live). On paper both are empty stand-ins."""
+
+    def __init__(self):
+        self.ictrl, self.iwords = _empty_ring(INTENT_WORDS)
+        self.vctrl, self.vwords = _empty_ring(VENUE_EVENT_WORDS)
+
+
+def _empty_ring(words: int):
+    ctrl = np.zeros(8, np.int64)
+    ctrl[RING_CAPACITY] = 1
+    return ctrl, np.zeros(words, np.int64)
 
 
 # ---- small helpers -------------------------------------------------------------------------
@@ -311,6 +370,14 @@ def _event(st, events, typ, ts, a, b, c, d):
     store_release(events, EVC_HEAD, head + 1)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _want_cancel_all(st, why):
+    """dry-run/live: a venue-wide cancel-all goes out at the end of this kernel pass."""
+    if st.exec_mode != MODE_PAPER and st.cancel_all_want == 0:
+        st.cancel_all_want = why + 1
+        st.intents_pending = 1
+
+
 @nb.njit(cache=True, nogil=True)
 def _breaker_set(st, m, events, new_state, now, cause):
     old = st.breaker
@@ -321,6 +388,7 @@ def _breaker_set(st, m, events, new_state, now, cause):
     if new_state == BREAKER_OPEN:
         st.opened_ns = now
         m.circuit_breaker_trips_total += 1
+        _want_cancel_all(st, WHY_BREAKER)
     if new_state == BREAKER_HALF_OPEN:
         st.half_open_ok = 0
     if new_state == BREAKER_CLOSED:
@@ -365,6 +433,7 @@ def trip(st, m, events, now, reason):
     st.latched = 1
     if first:
         _event(st, events, EV_RISK_TRIP, now, reason, 0, 0, 0)
+        _want_cancel_all(st, WHY_RISK)
     if st.breaker != BREAKER_OPEN:
         _breaker_set(st, m, events, BREAKER_OPEN, now, CAUSE_RISK)
     m.circuit_breaker_latched = 1  # after the state: a reader never sees latched-but-closed
@@ -530,8 +599,10 @@ def match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
 @nb.njit(cache=True, nogil=True)
 def cancel_all(st, m, orders, events, now):
     st.have_quotes = 0
-    if st.open_orders == 0:
-        return 0  # the common case: nothing rests, no scan
+    if st.open_orders - st.cancel_pending == 0:
+        return 0  # the common case: nothing rests (or every cancel is on its way), no scan
+    if st.exec_mode != MODE_PAPER:
+        return _cancel_all_venue(st, m, orders, events, now)
     n = 0
     for i in range(orders.shape[0]):
         o = orders[i]
@@ -546,9 +617,243 @@ def cancel_all(st, m, orders, events, now):
 
 
 @nb.njit(cache=True, nogil=True)
+def _cancel_all_venue(st, m, orders, events, now):
+    """dry-run/live: ask the venue to cancel every order (``flush_intents`` sends the
+    cancels); an order stays in the table until the venue confirms, so its fills still find
+    it. An order not sent yet is simply dropped."""
+    n = 0
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        s = o.state
+        if s == ORDER_PLACE_WANT:
+            o.state = ORDER_EMPTY
+            st.open_orders -= 1
+            n += 1
+        elif s == ORDER_OPEN or s == ORDER_PARTIAL or s == ORDER_PENDING:
+            _event(st, events, EV_ORDER_CANCEL, now, o.order_id, o.side, o.price, o.qty)
+            o.state = ORDER_CANCEL_WANT
+            st.cancel_pending += 1
+            st.intents_pending = 1
+            m.orders_cancelled_total += 1
+            n += 1
+    m.open_orders = st.open_orders
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _intent(st, m, events, ictrl, iwords, ib, kind, coi, side, price, qty, now, reason):
+    ib[0] = kind
+    ib[1] = coi
+    ib[2] = side
+    ib[3] = price
+    ib[4] = qty
+    ib[5] = now
+    ib[6] = reason
+    ib[7] = ictrl[RING_HEAD] + 1
+    if spsc_push(ictrl, iwords, ib):
+        m.intents_total[kind] += 1
+        return True
+    m.intents_dropped_total += 1
+    _event(st, events, EV_INTENT_DROPPED, now, kind, coi, side, ictrl[RING_CAPACITY])
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def flush_intents(st, m, orders, events, ictrl, iwords, ib, now):
+    """dry-run/live: turn this pass's decisions into intents, in order: a venue-wide
+    cancel-all, then single cancels, then placements. No allocation: one staging array.
+    An intent the full ring refuses is counted and dropped: a cancel stays wanted (retried
+    next pass), a placement is forgotten (the next quote update places again)."""
+    st.intents_pending = 0
+    if st.cancel_all_want != 0:
+        why = st.cancel_all_want - 1
+        if _intent(st, m, events, ictrl, iwords, ib, INTENT_CANCEL_ALL, 0, 0, 0, 0, now, why):
+            st.cancel_all_want = 0
+            _event(st, events, EV_CANCEL_ALL, now, why, st.open_orders, 0, 0)
+            for i in range(orders.shape[0]):
+                o = orders[i]
+                if (o.state == ORDER_OPEN or o.state == ORDER_PARTIAL
+                        or o.state == ORDER_PENDING):
+                    o.state = ORDER_CANCELLING
+                    st.cancel_pending += 1
+                elif o.state == ORDER_CANCEL_WANT:
+                    o.state = ORDER_CANCELLING
+                elif o.state == ORDER_PLACE_WANT:
+                    o.state = ORDER_EMPTY
+                    st.open_orders -= 1
+        else:
+            st.intents_pending = 1
+    if st.open_orders == 0:
+        m.open_orders = 0
+        return
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state == ORDER_CANCEL_WANT:
+            if _intent(st, m, events, ictrl, iwords, ib, INTENT_CANCEL, o.order_id, o.side,
+                       0, 0, now, 0):
+                o.state = ORDER_CANCELLING
+            else:
+                st.intents_pending = 1
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state == ORDER_PLACE_WANT:
+            if _intent(st, m, events, ictrl, iwords, ib, INTENT_PLACE, o.order_id, o.side,
+                       o.price, o.qty, now, 0):
+                o.state = ORDER_PENDING
+            else:
+                o.state = ORDER_EMPTY
+                st.open_orders -= 1
+                st.have_quotes = 0
+    m.open_orders = st.open_orders
+
+
+@nb.njit(cache=True, nogil=True)
+def _free_order(st, o):
+    if o.state == ORDER_CANCEL_WANT or o.state == ORDER_CANCELLING:
+        st.cancel_pending -= 1
+    o.state = ORDER_EMPTY
+    st.open_orders -= 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _find_order(orders, coi):
+    for i in range(orders.shape[0]):
+        if orders[i].state != ORDER_EMPTY and orders[i].order_id == coi:
+            return i
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def trade_id_seen(tids, tid):
+    """True if venue trade ``tid`` was applied already; else records it. The table is
+    process-local, seeded at start with the trade ids of the journal (and of fills a dead
+    engine left queued), so a redelivered trade is never applied twice."""
+    mask = tids.shape[0] - 2  # slots: a power of two; the last word is the count
+    h = ((tid ^ (tid >> 29)) * 0x5BD1E995) & mask
+    while True:
+        v = tids[h]
+        if v == tid:
+            return True
+        if v == 0:
+            tids[h] = tid
+            tids[mask + 1] += 1
+            return False
+        h = (h + 1) & mask
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_venue_event(st, p, m, orders, ev, fill, fctrl, fwords, tids, events, now):
+    """One venue event (VENUE_EVENT_REC words in ``ev``): the order table follows the venue;
+    a fill reaches the fill queue (journal, position) once per venue trade id."""
+    kind = ev[0]
+    coi = ev[1]
+    m.venue_events_total[kind] += 1
+    if kind == VEV_RESET:
+        # the gateway (re)started and cancelled everything at the venue
+        for i in range(orders.shape[0]):
+            orders[i].state = ORDER_EMPTY
+        st.open_orders = 0
+        st.cancel_pending = 0
+        st.have_quotes = 0
+        m.open_orders = 0
+        _event(st, events, EV_VENUE, now, kind, 0, 0, 0)
+        return
+    i = _find_order(orders, coi)
+    if kind == VEV_FILLED:
+        tid = ev[4]
+        if tid > 0 and trade_id_seen(tids, tid):
+            m.venue_fills_duplicate_total += 1
+            _event(st, events, EV_FILL_DUPLICATE, now, tid, coi, ev[6], ev[5])
+            return
+        if tids[tids.shape[0] - 1] * 2 > tids.shape[0]:
+            # half full: start over (the venue only redelivers recent trades)
+            n = tids[tids.shape[0] - 1]
+            tids[:] = 0
+            trade_id_seen(tids, tid)
+            _event(st, events, EV_TRADE_IDS_RESET, now, n, 0, 0, 0)
+        qty = ev[6]
+        side = ev[9]
+        fill[0] = coi
+        fill[1] = ev[2]
+        fill[2] = ev[5]
+        fill[3] = qty
+        fill[4] = ev[7]
+        fill[5] = side
+        fill[6] = ev[8]
+        fill[7] = st.next_fill_id
+        fill[8] = tid
+        st.next_fill_id += 1
+        st.ledger_fixed += side * qty
+        m.fills_generated_total += 1
+        m.last_fill_ns = now
+        if not fills_push(fctrl, fwords, fill):
+            m.fills_dropped_total += 1
+            _event(st, events, EV_FILL_DROPPED, now, coi, side, qty, ev[5])
+            trip(st, m, events, now, TRIP_FILLS_DROPPED)
+        if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
+            trip(st, m, events, now, TRIP_POSITION_BREACH)
+        if i >= 0:
+            o = orders[i]
+            o.qty -= qty
+            if o.qty <= 0:
+                _free_order(st, o)
+                st.have_quotes = 0  # requote the filled side
+            elif o.state == ORDER_OPEN or o.state == ORDER_PENDING:
+                o.state = ORDER_PARTIAL
+        else:
+            m.venue_events_unknown_order_total += 1
+        m.open_orders = st.open_orders
+        return
+    _event(st, events, EV_VENUE, now, kind, coi, ev[3], ev[10])
+    if i < 0:
+        m.venue_events_unknown_order_total += 1
+        return
+    o = orders[i]
+    if kind == VEV_ACKED:
+        if o.state == ORDER_PENDING:
+            o.state = ORDER_OPEN
+    elif kind == VEV_REJECTED or kind == VEV_CANCELLED or kind == VEV_EXPIRED:
+        _free_order(st, o)
+        if kind != VEV_CANCELLED or st.cancel_pending == 0:
+            st.have_quotes = 0  # an order we did not cancel is gone: quote again
+    m.open_orders = st.open_orders
+
+
+@nb.njit(cache=True, nogil=True)
+def drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords, tids,
+                       events, now):
+    """Apply every venue event queued (consumer of the venue-event ring). Each one leaves the
+    ring only after it was applied (its fill queued), so a crash in between redelivers it to
+    the next engine, whose trade-id table (seeded from the journal) drops the duplicate."""
+    nw = vb.shape[0]
+    cap = vctrl[RING_CAPACITY]
+    n = 0
+    while True:
+        head = load_acquire(vctrl, RING_HEAD)
+        tail = vctrl[RING_TAIL]
+        if tail >= head:
+            return n
+        base = (tail % cap) * nw
+        for k in range(nw):
+            vb[k] = vwords[base + k]
+        apply_venue_event(st, p, m, orders, vb, fill, fctrl, fwords, tids, events, now)
+        spsc_commit(vctrl, 1)
+        n += 1
+
+
+@nb.njit(cache=True, nogil=True)
 def cancel_all_orders(st_arr, m_arr, orders, events, now):
     """``cancel_all`` callable from Python (shutdown, tests)."""
     return cancel_all(st_arr[0], m_arr[0], orders, events, now)
+
+
+@nb.njit(cache=True, nogil=True)
+def cancel_all_venue(st_arr, m_arr, orders, events, ictrl, iwords, ib, now, why):
+    """dry-run/live, kernel parked (shutdown): a venue-wide cancel-all intent now."""
+    st = st_arr[0]
+    st.cancel_all_want = why + 1
+    flush_intents(st, m_arr[0], orders, events, ictrl, iwords, ib, now)
+    return st.cancel_all_want == 0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -556,6 +861,23 @@ def _place(st, p, m, orders, side, price, qty, now, snap, fill, fctrl, fwords, e
     for i in range(orders.shape[0]):
         o = orders[i]
         if o.state == ORDER_EMPTY:
+            if p.exec_mode != MODE_PAPER:
+                # dry-run/live: an intent for bog-gateway at the end of this pass; the order
+                # rests once the venue acknowledges it, and fills come from the venue
+                o.state = ORDER_PLACE_WANT
+                st.intents_pending = 1
+                st.open_orders += 1
+                o.order_id = st.next_order_id
+                st.next_order_id += 1
+                o.side = side
+                o.price = price
+                o.qty = qty
+                o.orig_qty = qty
+                o.placed_ns = now
+                o.fillable_ns = now
+                m.orders_placed_total[0 if side > 0 else 1] += 1
+                _event(st, events, EV_ORDER_SUBMIT, now, o.order_id, side, price, qty)
+                return True
             o.state = ORDER_OPEN
             st.open_orders += 1
             o.order_id = st.next_order_id
@@ -582,6 +904,10 @@ def execute(st, p, m, orders, snap, now, action, quote, fill, fctrl, fwords, eve
     if st.breaker == BREAKER_OPEN or st.paused == 1:
         if action == SIG_QUOTE_BOTH:
             m.risk_rejections_total[RISK_PAUSED if st.paused == 1 else RISK_BREAKER] += 1
+        return cancel_all(st, m, orders, events, now)
+    if st.gateway_down == 1:  # dry-run/live: nobody would send the orders
+        if action == SIG_QUOTE_BOTH:
+            m.risk_rejections_total[RISK_GATEWAY] += 1
         return cancel_all(st, m, orders, events, now)
     if action == SIG_NO_ACTION:
         return 0
@@ -711,8 +1037,9 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     m.mid_price_usd = mid
     m.spread_bps = (snap.ask_px - snap.bid_px) / FIXED / mid * 1e4
     m.volatility_bps = st.vol_ewma_bps
-    # fills first: resting orders meet the new market
-    match_fills(st, p, m, orders, snap, t0, fill, fctrl, fwords, events)
+    # fills first: resting orders meet the new market (paper; dry-run/live: from the venue)
+    if p.exec_mode == MODE_PAPER:
+        match_fills(st, p, m, orders, snap, t0, fill, fctrl, fwords, events)
     if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
         trip(st, m, events, t0, TRIP_POSITION_BREACH)
     t1 = clock_ns(CLOCK_REALTIME)
@@ -779,6 +1106,14 @@ def apply_mailbox(st, m, orders, events, mb, now):
         st.paused = paused
         m.paused = paused
         if paused == 1:
+            _want_cancel_all(st, WHY_PAUSE)
+            cancel_all(st, m, orders, events, now)
+    if st.exec_mode != MODE_PAPER:
+        st.gateway_down = load_acquire(mb, MB_GATEWAY_DOWN)
+        ca = load_acquire(mb, MB_CANCEL_ALL_SEQ)
+        if ca != st.cancel_all_seen:
+            st.cancel_all_seen = ca
+            _want_cancel_all(st, load_acquire(mb, MB_CANCEL_ALL_WHY))
             cancel_all(st, m, orders, events, now)
     reset = load_acquire(mb, MB_RESET_SEQ)
     if reset != st.reset_seen:
@@ -822,12 +1157,19 @@ def idle(st, p, m, orders, events, now):
 
 @nb.njit(cache=True, nogil=True)
 def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders, quote,
-               fill, fctrl, fwords, events, mb, rpos, stop_ns):
+               fill, fctrl, fwords, events, mb, rpos, stop_ns, ictrl, iwords, ib, vctrl, vwords,
+               vb, tids):
     """Process ticks until ``stop_ns`` or until the mailbox says stop.
 
     ``rpos`` is a 1-word int64 view of the engine metrics' ``ring_read_pos``: after copying a
     slot out of the ring the new read position is published there with a release store, so a
     replay feed waiting on it never overwrites a slot not read yet (docs/replay.md).
+
+    ``ictrl/iwords`` (order-intent ring, ``ib`` its staging record) and ``vctrl/vwords``
+    (venue-event ring, ``vb`` one record, ``tids`` the applied trade ids) are the execution
+    gateway's rings (execution.mode dry-run / live; empty stand-ins on paper): venue events
+    are applied before each tick and each idle poll, and each pass's orders and cancels
+    become intents at its end (``flush_intents``).
 
     Runs in the engine's hot thread (GIL released) while the Python thread drains fills and
     events concurrently. Returns the number of ticks processed.
@@ -837,6 +1179,7 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
     m = m_arr[0]
     snap = snap_arr[0]
     cap = tctrl[RING_CAPACITY]
+    st.exec_mode = p.exec_mode
     n = 0
     while True:
         head = load_acquire(tctrl, RING_HEAD)
@@ -868,7 +1211,15 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
             t0 = clock_ns(CLOCK_REALTIME)
             _record_read(m, snap, th, t0)
             apply_mailbox(st, m, orders, events, mb, t0)
+            if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
+                drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
+                                   tids, events, t0)
             process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
+            if st.intents_pending != 0:
+                flush_intents(st, m, orders, events, ictrl, iwords, ib, t0)
+                ti = clock_ns(CLOCK_REALTIME) - t0  # tick read -> its intents in the ring
+                m.tick_to_intent_ns_bucket[bucket_index(LATENCY_NS_EDGES, ti)] += 1
+                m.tick_to_intent_ns_sum += ti
             n += 1
             if t0 >= stop_ns or load_acquire(mb, MB_STOP) != 0:
                 m.log_events_dropped_total = events[EVC_DROPPED]
@@ -880,7 +1231,12 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                                         - np.int64(m.ticks_skipped_at_attach_total))
             now = clock_ns(CLOCK_REALTIME)
             apply_mailbox(st, m, orders, events, mb, now)
+            if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
+                drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
+                                   tids, events, now)
             idle(st, p, m, orders, events, now)
+            if st.intents_pending != 0:
+                flush_intents(st, m, orders, events, ictrl, iwords, ib, now)
             if now >= stop_ns or load_acquire(mb, MB_STOP) != 0:
                 m.log_events_dropped_total = events[EVC_DROPPED]
                 return n

@@ -41,7 +41,15 @@ from bog.log import RateLimiter
 from bog.process import Service, pin_to_core, set_realtime
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
-from bog.shm.codes import BREAKER_CAUSE, SIGNAL, signal_log_name
+from bog.shm.codes import (
+    BREAKER_CAUSE,
+    CANCEL_ALL_WHY,
+    EXEC_MODE,
+    INTENT,
+    SIGNAL,
+    VENUE_EVENT,
+    signal_log_name,
+)
 from bog.shm.layouts import (
     BREAKER_STATES,
     CONTROL,
@@ -63,9 +71,11 @@ from bog.shm.layouts import (
     TICK_SLOT_WORDS,
     VOLUME_USD_EDGES,
 )
-from bog.shm.metrics import ENGINE, MetricsBlock
+from bog.shm.metrics import ENGINE, GATEWAY, MetricsBlock
 from bog.shm.ring import (
     FillQueue,
+    IntentRing,
+    VenueEventRing,
     TicksRing,
     fills_commit,
     fills_max_id,
@@ -90,6 +100,7 @@ class _NoFeed:
         self.epoch = 0
 
 
+GATEWAY_STALE_S = 2.0  # gateway heartbeat older than this: down (no quoting, dry-run/live)
 DRAIN_PERIOD_S = 0.001  # main thread: fill queue and event buffer polling
 RING_DRAIN_STUCK_S = 1.0  # a closed feed ring is read to its end unless no progress this long
 FOREVER_NS = 1 << 62
@@ -123,6 +134,13 @@ class EngineService(Service):
         self._day = utc_day(self.clock_ns())  # UTC day of the daily PnL and of the journal
         self.mb = self.buf.mailbox
         self.ev = self.buf.events
+        self.ex = K.Exec()  # the gateway's rings (dry-run/live); empty stand-ins on paper
+        self.mode = EXEC_MODE.index(cfg.execution.mode)
+        self.paper = self.mode == EXEC_MODE.PAPER
+        self.intents = self.vring = self.gw = None
+        self._trade_ids: dict[int, None] = {}  # venue trade ids applied (Python-side dedupe)
+        self._gateway_up = False
+        self._gateway_why = "not started"
         self._hot_returns = 0
         self._hot_stop = False
         self._hot_error: BaseException | None = None
@@ -151,6 +169,16 @@ class EngineService(Service):
         for r in carried:
             fills_push(self.fills.ctrl, self.fills.words, np.ascontiguousarray(r).view(np.int64))
             carried_pos += int(r["side"]) * int(r["qty"])
+        if not self.paper:
+            # dry-run/live: orders become intents for bog-gateway; no quoting until it is up
+            self.intents = IntentRing.create(self.names.intents, cfg.execution.intent_ring_size)
+            self.ex.ictrl, self.ex.iwords = self.intents.ctrl, self.intents.words
+            self.mb[K.MB_GATEWAY_DOWN] = 1
+            for tid in self._trade_ids:
+                K.trade_id_seen(self.buf.trade_ids, tid)
+            log.info("execution mode %s: orders go to bog-gateway through %s (capacity %d); "
+                     "%d venue trade ids known from the journal", cfg.execution.mode,
+                     self.names.intents, self.intents.capacity, len(self._trade_ids))
         ctl = seg_mod.create(self.names.control, KIND_CONTROL, CONTROL.itemsize)
         self.control = ctl
         self.ctl = ctl.view(CONTROL)
@@ -168,6 +196,7 @@ class EngineService(Service):
         m["fill_queue_capacity"] = cap
         m["max_position_btc"] = cfg.risk.max_position_btc
         m["max_daily_loss_usd"] = cfg.risk.max_daily_loss_usd
+        m["exec_mode"] = self.mode
         self._publish_position()
         if self.tracker.daily_pnl <= -cfg.risk.max_daily_loss_usd:
             # a restart must not clear a daily-loss halt: start latched
@@ -206,6 +235,9 @@ class EngineService(Service):
         m["running"] = 1
         for seg in (self.metrics.segment, self.fills.segment, self.control):
             seg.mark_ready()
+        if self.intents is not None:
+            self.intents.segment.mark_ready()
+            self._check_gateway()
 
     # -- hot thread -------------------------------------------------------------------------
     def _hot_loop(self) -> None:
@@ -255,6 +287,10 @@ class EngineService(Service):
             self.journal.start_new_line()
         stranded, old_max_id = self._stranded_fills(rec.last_fill_id)
         self._last_fill_id = rec.last_fill_id
+        self._trade_ids = rec.trade_ids
+        if rec.duplicate_trades:
+            log.warning("journal %s: %d fills repeat a venue trade id already applied: skipped",
+                        path, rec.duplicate_trades)
         carried: list = []
         for i, f in enumerate(stranded):
             rec.last_order_id = max(rec.last_order_id, int(f["order_id"]))
@@ -324,7 +360,8 @@ class EngineService(Service):
         return K.engine_run(self.state, self.params, self.metrics.m, self.ring.ctrl,
                             self.ring.words, b.snap, b.snap_words, b.orders, self.quote,
                             b.fill, self.fills.ctrl, self.fills.words, b.events, b.mailbox,
-                            self._read_pos, stop_ns)
+                            self._read_pos, stop_ns, self.ex.ictrl, self.ex.iwords, b.intent,
+                            self.ex.vctrl, self.ex.vwords, b.vev, b.trade_ids)
 
     # -- fills ------------------------------------------------------------------------------
     def drain_fills(self) -> int:
@@ -364,8 +401,20 @@ class EngineService(Service):
         """Journal one fill (raises JournalWriteError, nothing applied) and apply it."""
         side, qty, price_fixed = int(r["side"]), int(r["qty"]), int(r["price"])
         fee_fixed, ts = int(r["fee_usd"]), int(r["ts_ns"])
+        tid = int(r["trade_id"])
+        if tid and tid in self._trade_ids:
+            # a venue trade applied already (redelivered): never twice. The kernel's table
+            # catches redeliveries first; this guards fills carried over from a dead engine
+            self._last_fill_id = int(r["fill_id"])
+            if self.metrics is not None:
+                self.metrics.m[0]["venue_fills_duplicate_total"] += 1
+            log.warning("duplicate venue fill ignored: trade %d (fill %d, order %d) is already "
+                        "in the journal", tid, int(r["fill_id"]), int(r["order_id"]))
+            return
         self.journal.fill(int(r["fill_id"]), int(r["order_id"]), side, price_fixed, qty,
-                          fee_fixed, int(r["liquidity"]), ts)
+                          fee_fixed, int(r["liquidity"]), ts, trade_id=tid)
+        if tid:
+            self._trade_ids[tid] = None
         self._last_fill_id = int(r["fill_id"])
         tracker.apply_fill(side, qty, price_fixed / FIXED, fee_fixed / FIXED, ts)
         if self.metrics is not None:
@@ -480,7 +529,26 @@ class EngineService(Service):
             base = {"ts_ms": ts // 1_000_000, "ts_ns": ts, "order_id": a, "side": side,
                     "price": c / FIXED, "qty": d / FIXED}
             self.journal.event({"type": "OrderSubmit", **base})
-            self.journal.event({"type": "OrderAck", **base})  # paper: acknowledged at once
+            if self.paper:
+                self.journal.event({"type": "OrderAck", **base})  # paper: acknowledged at once
+        elif typ == K.EV_VENUE:
+            self._venue_event(ts, a, b, c, d)
+        elif typ == K.EV_CANCEL_ALL:
+            self.journal.event({"type": "CancelAll", "ts_ms": ts // 1_000_000, "ts_ns": ts,
+                                "reason": CANCEL_ALL_WHY[a], "orders": b})
+            log.warning("Cancel-all sent to bog-gateway (%s): %d orders at the venue",
+                        CANCEL_ALL_WHY[a], b)
+        elif typ == K.EV_INTENT_DROPPED:
+            self._say("intent-dropped", logging.ERROR,
+                      "order intent dropped: intent ring %s full (capacity %d; is bog-gateway "
+                      "reading it?): %s of order %d not sent", self.names.intents, d,
+                      INTENT[a], b)
+        elif typ == K.EV_FILL_DUPLICATE:
+            log.warning("duplicate venue fill ignored: trade %d (order %d, %.9f @ %.2f) was "
+                        "applied already", a, b, c / FIXED, d / FIXED)
+        elif typ == K.EV_TRADE_IDS_RESET:
+            log.info("venue trade id table full (%d ids): cleared, only new trades are tracked "
+                     "from now on (the journal keeps every id)", a)
         elif typ == K.EV_ORDER_CANCEL:
             self.journal.event({"type": "OrderCancel", "ts_ms": ts // 1_000_000, "ts_ns": ts,
                                 "order_id": a, "side": "buy" if b > 0 else "sell",
@@ -528,6 +596,99 @@ class EngineService(Service):
                       "Ring overrun: engine fell behind the ticks ring, %d ticks lost, resynced "
                       "to the newest snapshot", a)
 
+    # -- execution gateway (dry-run / live) ---------------------------------------------------
+    _VENUE_JOURNAL = {VENUE_EVENT.ACKED: "OrderAck", VENUE_EVENT.REJECTED: "OrderReject",
+                      VENUE_EVENT.CANCELLED: "OrderCancelled", VENUE_EVENT.EXPIRED: "OrderExpired",
+                      VENUE_EVENT.RESET: "VenueReset"}
+
+    def _venue_event(self, ts: int, kind: int, coi: int, code: int, order_index: int) -> None:
+        doc = {"type": self._VENUE_JOURNAL.get(kind, VENUE_EVENT[kind]), "ts_ms": ts // 1_000_000,
+               "ts_ns": ts}
+        if kind != VENUE_EVENT.RESET:
+            doc["order_id"] = coi
+        if kind == VENUE_EVENT.REJECTED:
+            doc["code"] = code
+            self._say("venue-reject", logging.WARNING,
+                      "Order rejected by the venue: order %d, code %d", coi, code)
+        elif kind == VENUE_EVENT.ACKED and order_index:
+            doc["venue_order_index"] = order_index
+        elif kind == VENUE_EVENT.RESET:
+            log.warning("bog-gateway (re)started and cancelled every order at the venue: the "
+                        "order table is cleared")
+        self.journal.event(doc)
+
+    def _check_gateway(self) -> None:
+        """dry-run/live: attach the gateway's venue-event ring and metrics block (again after
+        a gateway restart) and tell the kernel whether the gateway is up (else no quoting)."""
+        if self.intents is None:
+            return
+        if self.gw is not None and self.gw.segment.replaced_or_closed():
+            self.gw.close(unlink=False)
+            self.gw = None
+        if self.gw is None:
+            try:
+                self.gw = MetricsBlock.attach(self.names.gateway_metrics, GATEWAY)
+            except seg_mod.UntrustedSegmentError as e:
+                self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
+                if e.first:
+                    log.critical("%s", e)
+            except seg_mod.SegmentError:
+                pass
+        if self.vring is None or (self.vring.segment.replaced_or_closed()
+                                  and self.vring.depth == 0):
+            try:
+                ring = VenueEventRing.attach(self.names.venue_events, writable=True)
+            except seg_mod.UntrustedSegmentError as e:
+                self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
+                if e.first:
+                    log.critical("%s", e)
+                ring = None
+            except seg_mod.SegmentError:
+                ring = None
+            if ring is not None and (ring.segment.state != seg_mod.STATE_READY or (
+                    self.vring is not None and ring.segment.inode == self.vring.segment.inode)):
+                ring.close(unlink=False)
+                ring = None
+            if ring is not None:
+                self._park_hot()
+                old = self.vring
+                self.vring = ring
+                self.ex.vctrl, self.ex.vwords = ring.ctrl, ring.words
+                self._unpark_hot()
+                if old is not None:
+                    old.close(unlink=False)
+                log.info("attached to the gateway's venue-event ring %s (%d events waiting)",
+                         self.names.venue_events, ring.depth)
+        up, why = False, "not running"
+        if self.gw is not None:
+            g = self.gw.m[0]
+            age = (time.time_ns() - int(g["heartbeat_ns"])) / 1e9
+            alive = seg_mod.owner_alive(int(self.gw.segment.header[0]["owner_pid"]),
+                                        int(self.gw.segment.header[0]["owner_start_ticks"]))
+            if not alive or int(g["running"]) != 1:
+                why = "not running"
+            elif age > GATEWAY_STALE_S:
+                why = f"heartbeat {age:.1f} s old"
+            elif int(g["connected"]) != 1:
+                why = "not connected to the venue"
+            elif self.vring is None:
+                why = "no venue-event ring"
+            else:
+                up = True
+            if int(g["venue_position_ns"]):
+                self.metrics.m[0]["venue_position_btc"] = int(g["venue_position_fixed"]) / FIXED
+        if up != self._gateway_up or (not up and why != self._gateway_why):
+            if up:
+                log.warning("Gateway up: bog-gateway connected, quoting through it")
+            else:
+                log.error("Gateway down: bog-gateway %s; no quoting (orders at the venue are "
+                          "the gateway's to cancel)", why)
+        self._gateway_up, self._gateway_why = up, why
+        self.mb[K.MB_GATEWAY_DOWN] = 0 if up else 1
+        st, m = self.state[0], self.metrics.m[0]
+        m["orders_pending"] = sum(1 for o in self.buf.orders if int(o["state"]) == K.ORDER_PENDING)
+        m["orders_cancel_pending"] = int(st["cancel_pending"])
+
     # -- housekeeping -----------------------------------------------------------------------
     def housekeeping(self) -> None:
         now = self.clock_ns()
@@ -552,6 +713,7 @@ class EngineService(Service):
             self._last_reconcile = time.monotonic()
             self.reconcile()
         self._check_feed()
+        self._check_gateway()
         self._flush_journal()
         for key, n in self.limiter.flush():
             log.log(self._say_levels.get(key, logging.WARNING),
@@ -569,7 +731,8 @@ class EngineService(Service):
             return
         try:
             archive = self.journal.rotate(self.tracker, self._last_fill_id,
-                                          int(self.state[0]["next_order_id"]) - 1)
+                                          int(self.state[0]["next_order_id"]) - 1,
+                                          tuple(self._trade_ids))
         except JournalWriteError as e:  # pending events could not be written first
             self._journal_failed(e, f"before rotating the journal ({why})")
             return
@@ -588,6 +751,21 @@ class EngineService(Service):
         """
         st = self.state[0]
         ledger = int(st["ledger_fixed"])
+        what = "executor ledger"
+        snap_ns = 0
+        if self.mode == EXEC_MODE.LIVE:
+            # live: the venue's account is the truth (the gateway reads it every
+            # gateway.reconcile_every_s); a drift counts only when two different venue
+            # snapshots agree on it (fills in flight between venue and journal are not drift)
+            g = self.gw.m[0] if self.gw is not None else None
+            if g is None or not int(g["venue_position_ns"]):
+                return
+            snap_ns = int(g["venue_position_ns"])
+            if snap_ns == getattr(self, "_last_venue_snap", 0):
+                return
+            self._last_venue_snap = snap_ns
+            ledger = int(g["venue_position_fixed"])
+            what = "venue position"
         # every queued fill, however deep the queue (no fixed-size copy)
         pending, queued = fills_pending_position(self.fills.ctrl, self.fills.words)
         pending = int(pending)
@@ -605,12 +783,12 @@ class EngineService(Service):
         # journaled in order with the fills; kept pending (not lost) if the journal fails
         written = self._journal_write(lambda: self.journal.correction(
             drift, self.tracker.position_fixed, time.time_ns(),
-            "executor ledger differs from tracked position",
+            f"{what} differs from tracked position",
             flush=self._journal_error is None), "writing a position correction")
         m["position_corrections_total"] += 1
         self._publish_position()
-        log.warning("Position correction: tracked %.9f BTC, executor ledger %.9f BTC "
-                    "(%.9f queued in %d fills), corrected by %+.9f BTC%s", before / FIXED,
+        log.warning("Position correction: tracked %.9f BTC, %s %.9f BTC "
+                    "(%.9f queued in %d fills), corrected by %+.9f BTC%s", before / FIXED, what,
                     ledger / FIXED, pending / FIXED, int(queued), drift / FIXED,
                     "" if written and self._journal_error is None
                     else " (journal write pending)")
@@ -785,11 +963,21 @@ class EngineService(Service):
                 self._hot_stop = True
                 self.mb[K.MB_STOP] = 1
                 self.hot.join(10)
-            if self.metrics is not None and self.fills is not None:
+            if self.metrics is not None and self.fills is not None and self.intents is not None:
+                # dry-run/live: everything at the venue is cancelled by a cancel-all intent
+                if not K.cancel_all_venue(self.state, self.metrics.m, self.buf.orders,
+                                          self.buf.events, self.ex.ictrl, self.ex.iwords,
+                                          self.buf.intent, time.time_ns(),
+                                          CANCEL_ALL_WHY.SHUTDOWN):
+                    log.critical("CRITICAL cancel-all at shutdown not sent: the intent ring %s "
+                                 "is full; bog-gateway cancels everything when it sees this "
+                                 "engine gone", self.names.intents)
+            elif self.metrics is not None and self.fills is not None:
                 n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
                                         self.buf.events, time.time_ns())
                 if n:
                     log.info("cancelled %d resting orders on shutdown", n)
+            if self.metrics is not None and self.fills is not None:
                 if getattr(self, "_journal_error", None) is not None:
                     self._retry_journal()  # one last try (flush, then drain)
                 else:
@@ -833,3 +1021,12 @@ class EngineService(Service):
             self.control = None
         if getattr(self, "ring", None) is not None and self.ring.segment is not None:
             self.ring.close(unlink=False)
+        if getattr(self, "intents", None) is not None:
+            self.ex.ictrl, self.ex.iwords = K._empty_ring(8)
+            self.intents.close()  # CLOSED: the gateway reads what is left, then cancels all
+            self.intents = None
+        for attr in ("vring", "gw"):
+            h = getattr(self, attr, None)
+            if h is not None:
+                h.close(unlink=False)
+                setattr(self, attr, None)

@@ -40,5 +40,18 @@ class SegmentNames:
     def monitor(self) -> str:  # owner: monitor; its listen address, read by bogctl
         return segment_name(self.instance, "monitor")
 
+    @property
+    def intents(self) -> str:  # owner: engine (producer); consumed by the gateway
+        return segment_name(self.instance, "intents")
+
+    @property
+    def venue_events(self) -> str:  # owner: gateway (producer); consumed by the engine
+        return segment_name(self.instance, "vevents")
+
+    @property
+    def gateway_metrics(self) -> str:  # owner: gateway
+        return segment_name(self.instance, "gateway")
+
     def metrics(self, process: str) -> str:
-        return {"feed": self.feed_metrics, "engine": self.engine_metrics}[process]
+        return {"feed": self.feed_metrics, "engine": self.engine_metrics,
+                "gateway": self.gateway_metrics}[process]

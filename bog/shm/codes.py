@@ -65,6 +65,7 @@ RISK = Codes(
     DAILY_LOSS="daily_loss",
     BREAKER="breaker_open",
     PAUSED="paused",
+    GATEWAY="gateway_down",  # execution.mode dry-run/live: bog-gateway not up and connected
 )
 
 # strategy decision (label ``action`` of bog_signals_total); the log writes the guide's
@@ -161,4 +162,39 @@ VENUE_DOWN = Codes(
     ERROR_FRAME="error_frame",
     PROTOCOL="protocol_error",
     RESYNC="resync",
+)
+
+
+# ---- execution gateway (issue 10: engine <-> bog-gateway) --------------------------------
+# how the engine executes (config ``execution.mode``; kernel parameter exec_mode)
+EXEC_MODE = Codes(PAPER="paper", DRY_RUN="dry-run", LIVE="live")
+
+# order intents, engine -> gateway (INTENT.kind; label ``kind`` of bog_gateway_intents_total)
+INTENT = Codes(PLACE="place", CANCEL="cancel", CANCEL_ALL="cancel_all")
+
+# why the engine asked for a venue-wide cancel-all (INTENT.reason of a CANCEL_ALL; logged)
+CANCEL_ALL_WHY = Codes(
+    BREAKER="breaker open",
+    PAUSE="paused by bogctl",
+    RISK="risk trip",
+    SHUTDOWN="engine shutdown",
+    HEARTBEAT="engine heartbeat lost",
+    GATEWAY_START="gateway start",
+)
+
+# venue order events, gateway -> engine (VENUE_EVENT.kind); RESET: the gateway (re)started
+# and cancelled everything at the venue: every order the engine holds is gone
+VENUE_EVENT = Codes(ACKED="acked", REJECTED="rejected", CANCELLED="cancelled",
+                    EXPIRED="expired", FILLED="filled", RESET="reset")
+
+# intents the gateway refused by its own hard limits (label ``reason`` of
+# bog_gateway_refused_total): never sent to the venue
+GATEWAY_REFUSE = Codes(
+    ORDER_SIZE="order_size",
+    ORDER_NOTIONAL="order_notional",
+    MINUTE_NOTIONAL="notional_per_minute",
+    OPEN_ORDERS="open_orders",
+    RATE="request_rate",
+    DISCONNECTED="venue_disconnected",
+    BAD_INTENT="bad_intent",
 )

@@ -13,8 +13,12 @@ import numpy as np
 
 from bog.shm.codes import (
     BREAKER,
+    CANCEL_ALL_WHY,
+    EXEC_MODE,
     FAULT,
     FEED_STATE,
+    GATEWAY_REFUSE,
+    INTENT,
     JOURNAL_OP,
     LIQUIDITY,
     REJECT,
@@ -22,6 +26,7 @@ from bog.shm.codes import (
     SIDE,
     SIGNAL,
     VENUE_DOWN,
+    VENUE_EVENT,
     VENUE_FRAME,
     VENUE_REJECT,
 )
@@ -29,7 +34,8 @@ from bog.shm.codes import (
 FIXED = 1_000_000_000  # fixed-point scale of every price and size in shared memory
 DEPTH = 10  # book levels per side in a snapshot
 
-LAYOUT_VERSION = 2  # 2: header.restarts; process block shm_untrusted_total
+LAYOUT_VERSION = 3  # 2: header.restarts; process block shm_untrusted_total; 3: gateway
+# (intent and venue-event rings, gateway metrics), FILL.trade_id, engine execution metrics
 MAGIC = 0x314D4853474F42  # "BOGSHM1" little-endian
 
 # Segment kinds (header.kind)
@@ -39,6 +45,9 @@ KIND_FEED_METRICS = 3
 KIND_ENGINE_METRICS = 4
 KIND_CONTROL = 5
 KIND_MONITOR = 6
+KIND_INTENTS = 7  # order intents, engine -> gateway
+KIND_VENUE_EVENTS = 8  # venue order events, gateway -> engine
+KIND_GATEWAY_METRICS = 9
 
 # Segment lifecycle (header.state)
 STATE_INIT = 0
@@ -124,10 +133,61 @@ FILL = np.dtype(
         ("side", "<i8"),  # +1 buy (our bid filled), -1 sell (our ask filled)
         ("liquidity", "<i8"),
         ("fill_id", "<i8"),  # unique, increasing across engine restarts (journal dedupe)
+        # the venue's trade id (execution.mode = "live"; 0 for a paper fill): a trade id is
+        # applied once, across gateway reconnects and engine restarts (journal dedupe)
+        ("trade_id", "<i8"),
     ]
 )
-assert FILL.itemsize == 64
+assert FILL.itemsize == 72
 FILL_WORDS = FILL.itemsize // 8
+
+# ---- execution gateway (execution.mode "dry-run" / "live"; docs/live-trading.md) ----------
+# Order-intent ring ``/bog.<instance>.intents``: owned and produced by the engine's hot thread
+# (single producer), consumed by bog-gateway (single consumer: it moves the tail). Bounded:
+# a full ring refuses the intent, which the engine counts (intents_dropped_total).
+INTENT_PLACE, INTENT_CANCEL, INTENT_CANCEL_ALL = INTENT.PLACE, INTENT.CANCEL, INTENT.CANCEL_ALL
+INTENT_REC = np.dtype(
+    [
+        ("kind", "<i8"),  # INTENT code: place, cancel, cancel_all
+        ("client_order_index", "<i8"),  # the engine's order id (the venue's client order index)
+        ("side", "<i8"),  # +1 buy (bid), -1 sell (ask); 0 for cancel_all
+        ("price", "<i8"),  # fixed; 0 for cancels
+        ("qty", "<i8"),  # fixed; 0 for cancels
+        ("intent_ns", "<i8"),  # CLOCK_REALTIME when the engine decided it
+        ("reason", "<i8"),  # CANCEL_ALL_WHY code of a cancel_all, else 0
+        ("seq", "<i8"),  # ring position (1-based), so a consumer sees a lapped/torn slot
+    ]
+)
+assert INTENT_REC.itemsize == 64
+INTENT_WORDS = INTENT_REC.itemsize // 8
+
+# Venue-event ring ``/bog.<instance>.vevents``: owned and produced by bog-gateway, consumed by
+# the engine's hot thread (it moves the tail, which lives in the gateway's segment, so an
+# engine restart resumes exactly where the dead engine stopped).
+(VEV_ACKED, VEV_REJECTED, VEV_CANCELLED, VEV_EXPIRED, VEV_FILLED, VEV_RESET) = (
+    VENUE_EVENT.ACKED, VENUE_EVENT.REJECTED, VENUE_EVENT.CANCELLED, VENUE_EVENT.EXPIRED,
+    VENUE_EVENT.FILLED, VENUE_EVENT.RESET)
+VENUE_EVENT_REC = np.dtype(
+    [
+        ("kind", "<i8"),  # VENUE_EVENT code
+        ("client_order_index", "<i8"),
+        ("ts_ns", "<i8"),  # venue time of the event (fills: trade time)
+        ("code", "<i8"),  # rejected: the venue's error code
+        ("trade_id", "<i8"),  # filled: the venue's trade id (> 0)
+        ("price", "<i8"),  # filled: fixed
+        ("qty", "<i8"),  # filled: fixed, > 0
+        ("fee_usd", "<i8"),  # filled: fixed (cost >= 0, rebate < 0)
+        ("liquidity", "<i8"),  # filled: LIQUIDITY code
+        ("side", "<i8"),  # filled: +1 our bid filled, -1 our ask filled
+        ("order_index", "<i8"),  # acked: the venue's order index
+        ("recv_ns", "<i8"),  # when the gateway received it (CLOCK_REALTIME)
+    ]
+)
+assert VENUE_EVENT_REC.itemsize == 96
+VENUE_EVENT_WORDS = VENUE_EVENT_REC.itemsize // 8
+EXEC_MODES, INTENT_KINDS, VENUE_EVENT_KINDS = EXEC_MODE, INTENT, VENUE_EVENT
+CANCEL_ALL_WHYS, GATEWAY_REFUSALS = CANCEL_ALL_WHY, GATEWAY_REFUSE
+GATEWAY_REJECT_CODES = 16  # distinct venue reject codes counted (first seen; rest in "other")
 
 # Control block: requests written by bogctl, read by the engine's housekeeping; the engine
 # acknowledges each one in the *_applied words once it took effect (bogctl waits for that).
@@ -186,6 +246,13 @@ NB_FEED = len(FEED_LATENCY_US_EDGES) + 1
 NB_GAP = len(GAP_SIZE_EDGES) + 1
 NB_STALE = len(STALE_AGE_US_EDGES) + 1
 NB_VOL = len(VOLUME_USD_EDGES) + 1
+# intent -> acknowledged by the venue, and signing time: microseconds (loopback to WAN)
+GATEWAY_US_EDGES = np.array(
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+     250_000, 1_000_000],
+    dtype=np.int64,
+)
+NB_GW_US = len(GATEWAY_US_EDGES) + 1
 
 # Label sets of array-valued counters and state gauges (index -> label): defined once in
 # bog/shm/codes.py; the names below are the kernels' compile-time constants.
@@ -199,8 +266,9 @@ REJECT_REASONS = REJECT
                      REJECT.FUTURE, REJECT.JUMP, REJECT.DEPTH, REJECT.AFTER_STALE)
 RISK_REASONS = RISK
 (RISK_POSITION, RISK_SIZE, RISK_DISTANCE, RISK_RATE, RISK_MAX_ORDERS, RISK_DAILY_LOSS,
- RISK_BREAKER, RISK_PAUSED) = (RISK.POSITION, RISK.SIZE, RISK.DISTANCE, RISK.RATE,
-                               RISK.MAX_ORDERS, RISK.DAILY_LOSS, RISK.BREAKER, RISK.PAUSED)
+ RISK_BREAKER, RISK_PAUSED, RISK_GATEWAY) = (
+    RISK.POSITION, RISK.SIZE, RISK.DISTANCE, RISK.RATE, RISK.MAX_ORDERS, RISK.DAILY_LOSS,
+    RISK.BREAKER, RISK.PAUSED, RISK.GATEWAY)
 
 JOURNAL_OPS = JOURNAL_OP  # journal_errors_total{op}
 JOURNAL_WRITE, JOURNAL_ROTATE = JOURNAL_OP.WRITE, JOURNAL_OP.ROTATE
@@ -366,6 +434,18 @@ ENGINE_METRICS = np.dtype(
         ("stale_data_age_us_sum", "<f8"),
         ("volume_usd_bucket", "<u8", (NB_VOL,)),
         ("volume_usd_sum", "<f8"),
+        # execution gateway (execution.mode dry-run / live; zero on paper)
+        ("exec_mode", "<i8"),  # EXEC_MODE code
+        ("intents_total", "<u8", (len(INTENT),)),  # written into the intent ring, by kind
+        ("intents_dropped_total", "<u8"),  # intent ring full: not sent (order not placed)
+        ("venue_events_total", "<u8", (len(VENUE_EVENT),)),  # consumed, by kind
+        ("venue_fills_duplicate_total", "<u8"),  # trade id already applied: ignored
+        ("venue_events_unknown_order_total", "<u8"),  # event for an order not in the table
+        ("orders_pending", "<i8"),  # placed, not acknowledged by the venue yet
+        ("orders_cancel_pending", "<i8"),  # cancel sent, not confirmed yet
+        ("venue_position_btc", "<f8"),  # the venue's position (gateway's last reconcile)
+        ("tick_to_intent_ns_bucket", "<u8", (NB_LAT,)),  # tick read -> its intents written
+        ("tick_to_intent_ns_sum", "<f8"),
     ],
     align=True,
 )
@@ -377,3 +457,47 @@ assert ENGINE_METRICS.fields["ring_read_pos"][1] % 8 == 0
 
 def ring_body_size(item_dtype: np.dtype, capacity: int) -> int:
     return RING_CTRL_WORDS * 8 + item_dtype.itemsize * capacity
+
+
+# Gateway metrics block ``/bog.<instance>.gateway``: written by bog-gateway only.
+GATEWAY_METRICS = np.dtype(
+    _PROCESS_FIELDS
+    + [
+        ("mode", "<i8"),  # EXEC_MODE code (dry-run or live)
+        ("mainnet", "<i8"),  # 1 when the network is mainnet
+        ("connected", "<i8"),  # 1 while the venue session is up (dry-run: always 1)
+        ("connected_since_s", "<f8"),
+        ("reconnects_total", "<u8"),
+        ("engine_attached", "<i8"),  # 1 while reading a live engine's intent ring
+        ("engine_heartbeat_age_s", "<f8"),
+        ("heartbeat_cancel_alls_total", "<u8"),  # engine heartbeat lost: cancelled everything
+        ("intents_total", "<u8", (len(INTENT),)),  # consumed, by kind
+        ("intents_sent_total", "<u8"),  # signed and sent (dry-run: logged, not sent)
+        ("intents_refused_total", "<u8", (len(GATEWAY_REFUSE),)),  # by the gateway's limits
+        ("intents_lost_total", "<u8"),  # intent ring positions never read (engine restarted)
+        ("rate_limited_total", "<u8"),  # token bucket empty (also in intents_refused_total)
+        ("venue_rate_limited_total", "<u8"),  # the venue answered "too many requests"
+        ("rejects_total", "<u8"),  # venue rejects, all codes
+        ("reject_codes", "<i8", (GATEWAY_REJECT_CODES,)),  # venue code of each slot (0 free)
+        ("rejects_by_code", "<u8", (GATEWAY_REJECT_CODES,)),
+        ("rejects_other_total", "<u8"),  # codes beyond the table
+        ("nonce_refetches_total", "<u8"),
+        ("events_total", "<u8", (len(VENUE_EVENT),)),  # written into the venue-event ring
+        ("events_dropped_total", "<u8"),  # venue-event ring full (engine not consuming)
+        ("inflight_orders", "<i8"),  # placed and not acked yet
+        ("open_orders", "<i8"),  # acked and resting at the venue
+        ("minute_notional_usd", "<f8"),  # notional placed in the last 60 s
+        ("dead_man_armed", "<i8"),
+        ("dead_man_expiry_ns", "<i8"),  # when the venue cancels everything if not re-armed
+        ("venue_position_fixed", "<i8"),  # last reconcile: the venue's position (fixed)
+        ("venue_position_ns", "<i8"),  # when it was read (0: never)
+        ("position_drift_btc", "<f8"),  # engine tracked minus venue, at the last reconcile
+        ("intent_to_sent_ns_bucket", "<u8", (NB_LAT,)),
+        ("intent_to_sent_ns_sum", "<f8"),
+        ("intent_to_ack_us_bucket", "<u8", (NB_GW_US,)),
+        ("intent_to_ack_us_sum", "<f8"),
+        ("sign_us_bucket", "<u8", (NB_GW_US,)),
+        ("sign_us_sum", "<f8"),
+    ],
+    align=True,
+)

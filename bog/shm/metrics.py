@@ -23,15 +23,19 @@ from bog.shm.layouts import (
     FEED_LATENCY_US_EDGES,
     FEED_METRICS,
     GAP_SIZE_EDGES,
+    GATEWAY_METRICS,
+    INTENT_KINDS,
     JOURNAL_OPS,
     KIND_ENGINE_METRICS,
     KIND_FEED_METRICS,
+    KIND_GATEWAY_METRICS,
     LATENCY_NS_EDGES,
     REJECT_REASONS,
     RISK_REASONS,
     SIDES,
     SIGNAL_ACTIONS,
     STALE_AGE_US_EDGES,
+    VENUE_EVENT_KINDS,
     VENUE_FRAMES,
     VENUE_REJECTS,
     VOLUME_USD_EDGES,
@@ -39,9 +43,10 @@ from bog.shm.layouts import (
 
 FEED = "feed"
 ENGINE = "engine"
+GATEWAY = "gateway"  # bog-gateway (execution.mode dry-run / live only)
 PROCESSES = (FEED, ENGINE)
-DTYPES = {FEED: FEED_METRICS, ENGINE: ENGINE_METRICS}
-KINDS = {FEED: KIND_FEED_METRICS, ENGINE: KIND_ENGINE_METRICS}
+DTYPES = {FEED: FEED_METRICS, ENGINE: ENGINE_METRICS, GATEWAY: GATEWAY_METRICS}
+KINDS = {FEED: KIND_FEED_METRICS, ENGINE: KIND_ENGINE_METRICS, GATEWAY: KIND_GATEWAY_METRICS}
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,25 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_shm_untrusted_segments", ENGINE, "shm_untrusted_total",
        "Shared-memory segments the engine refused or removed: owned by another user or not "
        "mode 0600 (possible spoofing)"),
+    # execution gateway, engine side (execution.mode dry-run / live; zero on paper)
+    _g("bog_execution_mode", ENGINE, "exec_mode", "Execution mode: 0 paper, 1 dry-run, 2 live"),
+    _c("bog_order_intents", ENGINE, "intents_total",
+       "Order intents written into the intent ring for bog-gateway, by kind", "kind",
+       INTENT_KINDS),
+    _c("bog_order_intents_dropped", ENGINE, "intents_dropped_total",
+       "Order intents not written: the intent ring was full (gateway not reading)"),
+    _c("bog_venue_order_events", ENGINE, "venue_events_total",
+       "Venue order events applied by the engine, by kind", "kind", VENUE_EVENT_KINDS),
+    _c("bog_venue_fills_duplicate", ENGINE, "venue_fills_duplicate_total",
+       "Venue fills ignored because their trade id was applied already"),
+    _c("bog_venue_events_unknown_order", ENGINE, "venue_events_unknown_order_total",
+       "Venue events for an order not in the engine's order table"),
+    _g("bog_orders_pending", ENGINE, "orders_pending",
+       "Orders sent to the gateway and not acknowledged by the venue yet"),
+    _g("bog_orders_cancel_pending", ENGINE, "orders_cancel_pending",
+       "Orders whose cancel was sent and not confirmed by the venue yet"),
+    _h("bog_tick_to_intent_ns", ENGINE, "tick_to_intent_ns",
+       "Tick read to its order intents written into the intent ring, ns", LATENCY_NS_EDGES),
     # feed process
     _c("bog_feed_messages", FEED, "messages_total", "Snapshots published by the feed"),
     _c("bog_feed_full_snapshots", FEED, "full_snapshots_total", "Full snapshots published"),

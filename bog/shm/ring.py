@@ -1,4 +1,5 @@
-"""The two rings in shared memory: ticks (seqlock slots) and fills (bounded SPSC queue).
+"""The rings in shared memory: ticks (seqlock slots), and bounded SPSC queues: fills, order
+intents (engine -> gateway) and venue events (gateway -> engine).
 
 Ticks ring: one producer (the feed), any number of readers, readers never block the writer.
 Each slot is a seqlock: generation made odd, payload written, generation made even, then the
@@ -9,6 +10,10 @@ so a reader that was lapped sees ``READ_OVERWRITTEN`` instead of a silently newe
 Fills queue: bounded single-producer single-consumer queue of FILL records with head/tail
 counters. ``fills_push`` never blocks: when the queue is full it returns False and the caller
 counts and reports the dropped fill. Depth is ``head - tail`` for any reader.
+
+Intent and venue-event rings: the same bounded SPSC queue over their own records
+(``spsc_push`` / ``spsc_peek_into`` / ``spsc_commit``, the record size is the staging array's
+length); the producer never blocks, a full ring is the caller's to count.
 
 The kernels are numba functions over int64 word views of the mapping (see ``words``).
 """
@@ -23,14 +28,18 @@ from bog.shm.atomics import fence_acquire, fence_release, load_acquire, store_re
 from bog.shm.layouts import (
     FILL,
     FILL_WORDS,
+    INTENT_REC,
     KIND_FILLS,
+    KIND_INTENTS,
     KIND_TICKS,
+    KIND_VENUE_EVENTS,
     RING_CAPACITY,
     RING_CTRL_WORDS,
     RING_HEAD,
     RING_TAIL,
     TICK_SLOT,
     TICK_SLOT_WORDS,
+    VENUE_EVENT_REC,
     ring_body_size,
 )
 
@@ -169,6 +178,59 @@ def fills_commit(ctrl, n):
     store_release(ctrl, RING_TAIL, ctrl[RING_TAIL] + n)
 
 
+# ---- generic SPSC queue kernels (intents, venue events) ----------------------------------
+@nb.njit(cache=True, nogil=True)
+def spsc_push(ctrl, words, rec):
+    """Append one record (int64 words, ``len(rec)`` per record). False when full."""
+    nw = rec.shape[0]
+    head = ctrl[RING_HEAD]
+    tail = load_acquire(ctrl, RING_TAIL)
+    cap = ctrl[RING_CAPACITY]
+    if head - tail >= cap:
+        return False
+    base = (head % cap) * nw
+    for k in range(nw):
+        words[base + k] = rec[k]
+    store_release(ctrl, RING_HEAD, head + 1)
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def spsc_pop(ctrl, words, out):
+    """Copy the oldest record into ``out`` and consume it; False when empty (consumer only)."""
+    nw = out.shape[0]
+    head = load_acquire(ctrl, RING_HEAD)
+    tail = ctrl[RING_TAIL]
+    if tail >= head:
+        return False
+    base = (tail % ctrl[RING_CAPACITY]) * nw
+    for k in range(nw):
+        out[k] = words[base + k]
+    store_release(ctrl, RING_TAIL, tail + 1)
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def spsc_peek_into(ctrl, words, out):
+    """Copy up to ``out.shape[0]`` queued records (rows of ``out``) without consuming them."""
+    nw = out.shape[1]
+    head = load_acquire(ctrl, RING_HEAD)
+    tail = ctrl[RING_TAIL]
+    cap = ctrl[RING_CAPACITY]
+    n = min(head - tail, out.shape[0])
+    for j in range(n):
+        base = ((tail + j) % cap) * nw
+        for k in range(nw):
+            out[j, k] = words[base + k]
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def spsc_commit(ctrl, n):
+    """Consume ``n`` records (after ``spsc_peek_into``)."""
+    store_release(ctrl, RING_TAIL, ctrl[RING_TAIL] + n)
+
+
 # ---- Python handles ------------------------------------------------------------------------
 class _Ring:
     item_dtype: np.dtype
@@ -238,3 +300,36 @@ class FillQueue(_Ring):
     @property
     def depth(self) -> int:
         return int(self.ctrl[RING_HEAD]) - int(self.ctrl[RING_TAIL])
+
+
+class _SpscRing(_Ring):
+    @property
+    def depth(self) -> int:
+        return int(self.ctrl[RING_HEAD]) - int(self.ctrl[RING_TAIL])
+
+    def push(self, rec: np.ndarray) -> bool:
+        """Python-side producer (tests, the gateway): one record of ``item_dtype``."""
+        return bool(spsc_push(self.ctrl, self.words,
+                              np.ascontiguousarray(rec, self.item_dtype).view(np.int64)))
+
+    def pop_all(self, limit: int = 4096) -> np.ndarray:
+        """Python-side consumer: every queued record (up to ``limit``), consumed."""
+        out = np.zeros((min(max(self.depth, 0), limit), self.item_dtype.itemsize // 8), np.int64)
+        n = spsc_peek_into(self.ctrl, self.words, out) if len(out) else 0
+        if n:
+            spsc_commit(self.ctrl, n)
+        return out[:n].copy().view(self.item_dtype).reshape(-1)
+
+
+class IntentRing(_SpscRing):
+    """Order intents, engine (producer, owner) -> bog-gateway (consumer)."""
+
+    item_dtype = INTENT_REC
+    kind = KIND_INTENTS
+
+
+class VenueEventRing(_SpscRing):
+    """Venue order events, bog-gateway (producer, owner) -> engine (consumer)."""
+
+    item_dtype = VENUE_EVENT_REC
+    kind = KIND_VENUE_EVENTS
