@@ -144,13 +144,19 @@ def test_a_drop_explained_by_trades_at_our_price_is_not_a_cancel(book_after_trad
     # worst case: the cancels came from behind us, as far as they can: 0.4 displayed is all
     # ahead; 0.3 traded leaves 0.1 ahead, 0.2 more eats it and fills our 0.1
     ("worst-case", 0.4, [(4, BUY, 0.1)]),
+    # trade-through (docs/replay.md's worked example): each trade fills the quote in full
+    # (requoted at 59970 after the first)
+    (None, None, [(3, BUY, 0.1), (4, BUY, 0.1)]),
 ])
 def test_cancellations_shrink_the_queue_ahead_pro_rata_or_not_at_all(rule, ahead, fills):
-    s = Scenario("queue", rule).book(top(0.5)).placed_at_p()  # 0.5 ahead
+    s = Scenario("queue" if rule else "trade-through", rule or "pro-rata")
+    s.book(top(0.5)).placed_at_p()  # 0.5 ahead
     s.book(top(0.8))  # 0.3 joined behind us
-    assert s.ahead() == 0.5
+    if rule:
+        assert s.ahead() == 0.5
     s.book(top(0.4))  # 0.4 cancelled, no trade
-    assert s.ahead() == pytest.approx(ahead)
+    if rule:
+        assert s.ahead() == pytest.approx(ahead)
     s.book(top(0.4), trade=(SELL, P, 0.3))
     s.book(top(0.1), trade=(SELL, P, 0.2))
     assert s.fills == fills
@@ -182,6 +188,18 @@ def test_queue_position_survives_the_price_moving_away_and_back(rule, fills):
     s.book(top(0.4))  # 3: back at the top
     s.book(top(0.4), trade=(SELL, P, 0.3))  # 4
     assert s.fills == fills
+
+
+def test_an_order_placed_beyond_the_displayed_depth_joins_behind_its_level_once_in_view():
+    s = Scenario("queue")
+    deep = [(59995.0 - 2.5 * k, 0.5) for k in range(DEPTH)]  # down to 59972.5: 59970 unseen
+    s.book(deep, [(60005.0, 0.5)]).placed_at_p()
+    assert int(s.bid()["q_ahead"]) == -1  # not known yet
+    s.book(deep, [(60005.0, 0.5)], trade=(SELL, P, 0.2))  # unknown queue: no fill
+    s.book([(59980.0, 0.5), (P, 0.3)], [(60020.0, 0.5)])  # 2: in view, 0.3 there
+    assert s.ahead() == pytest.approx(0.3)
+    s.book([(59980.0, 0.5), (P, 0.3)], [(60020.0, 0.5)], trade=(SELL, P, 0.35))
+    assert s.fills == [(3, BUY, 0.05)]
 
 
 # ---- the book trades through our price -------------------------------------------------------
