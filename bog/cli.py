@@ -1,7 +1,8 @@
 """``bog``: run the pipeline or one of its processes, benchmark it, record its ticks.
 
     bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay|lighter]
-                 [--replay-file P] [--speed X|max] [--report FILE.json] [--market M] [--venue-url URL]
+                 [--replay-file P] [--trades-file T] [--speed X|max] [--report FILE.json]
+                 [--market M] [--venue-url URL]
                                                            supervisor: feed + engine + monitor
     bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
     bog engine   [--config F] [--instance N]
@@ -34,6 +35,7 @@ def _feed_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", help="lighter: market symbol or id (e.g. BTC)")
     p.add_argument("--venue-url", help="lighter: WebSocket URL (e.g. ws://127.0.0.1:8765/stream)")
     p.add_argument("--replay-file", help="CSV of L2 snapshots or a 'bog record' file")
+    p.add_argument("--trades-file", help="replay: a tardis trades CSV merged with the book file")
     p.add_argument("--speed", help="replay speed factor, or 'max' for as fast as possible")
     p.add_argument("--rate", type=float, help="synthetic updates per second (0 = max)")
 
@@ -58,6 +60,8 @@ def config_from_args(args) -> Config:
     if getattr(args, "replay_file", None):
         feed["replay_file"] = args.replay_file
         feed.setdefault("source", "replay")
+    if getattr(args, "trades_file", None):
+        feed["replay_trades_file"] = args.trades_file
     if getattr(args, "speed", None):
         feed["replay_speed"] = parse_speed(args.speed)
     if getattr(args, "rate", None) is not None:

@@ -96,3 +96,127 @@ def test_feed_memory_does_not_grow_with_the_file(tmp_path, pipeline_factory):
     assert m["last_sequence"] == 400_000
     print(f"feed peak RSS: {small:.1f} MB for 2,000 rows, {large:.1f} MB for 400,000")
     assert large - small < 48, (small, large)
+
+
+# ---- trades merged with a book ----------------------------------------------------------------
+TRADES_HEADER = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
+
+
+def _book_and_trades(tmp: Path, crossing: bool = True) -> tuple[Path, Path, list]:
+    """A still market (bid 29999.5 / ask 30000.5) for 400 ms, and a trade every 20 ms:
+    alternately a sell swept far through the bids (29,900) and a buy through the asks
+    (30,100) when ``crossing``, with harmless trades at the touch in between; plus two bad
+    trade rows. Returns (book, trades, [(trade line, side) of the crossing trades])."""
+    t0 = 1_700_000_000_000_000
+    book = [_header(1)] + [f"x,BTC,{t0 + i * 1000},{t0 + i * 1000 + 5},30000.5,2,29999.5,2"
+                           for i in range(400)]
+    trades = [TRADES_HEADER]
+    crossing_at = []
+    for k in range(1, 20):
+        ts = t0 + k * 20_000 + 500
+        if k % 2 == 1 and crossing:  # through our quotes: fills
+            side = "sell" if k % 4 == 1 else "buy"
+            trades.append(f"x,BTC,{ts},{ts + 9},{k},{side},{29900 if side == 'sell' else 30100},1")
+            crossing_at.append((len(trades), side))
+        else:  # at the touch: inside our quotes, no fill
+            side = "buy" if k % 4 == 0 else "sell"
+            trades.append(f"x,BTC,{ts},{ts + 9},{k},{side},"
+                          f"{30000.5 if side == 'buy' else 29999.5},1")
+    trades.insert(3, f"x,BTC,{t0 + 50_000},{t0},99,unknown,29900,1")  # bad side
+    trades.append(f"x,BTC,{t0 + 390_000},{t0},100,sell,29900,-1")  # negative amount
+    b, t = tmp / "book.csv", tmp / "trades.csv"
+    b.write_text("\n".join(book) + "\n")
+    t.write_text("\n".join(trades) + "\n")
+    crossing_at = [(line + (1 if line > 3 else 0), side) for line, side in crossing_at]
+    return b, t, crossing_at
+
+
+def test_trades_are_merged_with_the_book_by_timestamp(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="bog.feed.replay")
+    book, trades, crossing = _book_and_trades(tmp_path)
+    loaded = load_replay(str(book), trades_file=str(trades))
+    assert loaded.format == "csv+trades"
+    assert loaded.rows_read == 400 + 21 and loaded.rejected == 2
+    assert [n for n, _ in loaded.rejects] == [4, 22]
+    assert "side not buy or sell in column side: 'unknown'" in loaded.rejects[0][1]
+    assert "zero or negative amount in column amount: '-1'" in loaded.rejects[1][1]
+    rows = loaded.rows
+    assert len(rows) == 400 + 19 and list(rows["sequence"]) == list(range(1, 420))
+    assert (np.diff(rows["exchange_ts_ns"]) >= 0).all()
+    tr = rows[rows["trade_sz"] > 0]
+    assert len(tr) == 19 and (tr["trade_sz"] == 10**9).all()
+    # each trade carries the book: the still market, and the trade
+    assert (tr["bid_px"] == 29_999_500_000_000).all() and (tr["ask_px"] == 30_000_500_000_000).all()
+    sides = {"buy": 1, "sell": -1}
+    assert [int(s) for s in tr["trade_side"][0:19:2]] == [sides[s] for _, s in crossing]
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"Replay row rejected: file {trades} line 4: {loaded.rejects[0][1]}" in logged
+
+
+def test_trade_before_the_book_at_the_same_timestamp(tmp_path):
+    """The tie rule: a trade stamped like a book row comes first and carries the book before
+    it; a trade before (or with) the first book row has no book and is rejected."""
+    (tmp_path / "b.csv").write_text(_header(1) + "\nx,B,1000,0,100.5,1,100,1\n"
+                                    "x,B,2000,0,101.5,1,101,1\n")
+    (tmp_path / "t.csv").write_text(TRADES_HEADER + "\nx,B,1000,0,1,buy,100.5,1\n"
+                                    "x,B,2000,0,2,sell,100,1\n")
+    loaded = load_replay(str(tmp_path / "b.csv"), trades_file=str(tmp_path / "t.csv"))
+    assert loaded.rejects == [(2, "trade before the first book row (no book to carry it)")]
+    r = loaded.rows
+    assert list(r["exchange_ts_ns"]) == [1_000_000, 2_000_000, 2_000_000]
+    assert list(r["trade_side"]) == [0, -1, 0]
+    assert r[1]["bid_px"] == 100 * 10**9  # the trade at 2000 carries the book of 1000
+    assert r[2]["bid_px"] == 101 * 10**9
+
+
+TRADING = {"strategy": {"spread_bps": 1.0, "min_market_spread_bps": 0.0, "requote_bps": 0.5,
+                        "order_size_btc": 0.01},
+           "risk": {"min_quote_interval_ms": 0.0, "max_position_btc": 0.05},
+           "execution": {"maker_latency_ms": 0.0}}
+
+
+def _replay_fills(pl, book, trades=None) -> tuple[dict, list[dict]]:
+    from test_replay import _bog_run, _journal_fills
+
+    report = pl.tmp / "report.json"
+    extra = ["--trades-file", str(trades)] if trades else []
+    r = _bog_run(pl, book, "max", "--report", str(report), *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    import orjson
+
+    recs = _journal_fills(pl.journal_path())
+    return orjson.loads(report.read_bytes()), recs
+
+
+def test_engine_fills_on_trades_exactly_where_they_cross(tmp_path, pipeline_factory):
+    """Real processes (bog run --feed replay --trades-file): the book never moves through the
+    quotes, so every fill comes from a trade (trade-through model): exactly one fill per trade
+    that crossed a resting quote, on its side, for the whole order (the trade is bigger), at
+    the order's price; none from the trades at the touch, none without the trades file."""
+    book, trades, crossing = _book_and_trades(tmp_path)
+    pl = pipeline_factory(merge(FAST, TRADING, {"feed": {"ring_capacity": 256}}), sub="trades")
+    rep, recs = _replay_fills(pl, book, trades)
+    assert (rep["rows_read"], rep["rows_rejected"], rep["rows_published"],
+            rep["rows_processed"], rep["lost"]) == (421, 2, 419, 419, 0)
+    fills = [d for d in recs if d["type"] == "Fill"]
+    want = ["buy" if s == "sell" else "sell" for _, s in crossing]  # a sell fills our bid
+    assert [d["side"] for d in fills] == want
+    assert all(d["qty_fixed"] == 10_000_000 for d in fills)  # 0.01 BTC: the whole order
+    submits = {d["order_id"]: d for d in recs if d["type"] == "OrderSubmit"}
+    for d in fills:
+        o = submits[d["order_id"]]
+        assert d["price"] == o["price"]
+        if d["side"] == "buy":
+            assert 29_900 < o["price"] < 29_999.5
+        else:
+            assert 30_000.5 < o["price"] < 30_100
+
+    quiet = pipeline_factory(merge(FAST, TRADING, {"feed": {"ring_capacity": 256}}), sub="quiet")
+    _, recs = _replay_fills(quiet, book)
+    assert [d for d in recs if d["type"] == "Fill"] == []
+    (tmp_path / "touchfiles").mkdir()
+    touch_book, touch_trades, none = _book_and_trades(tmp_path / "touchfiles", crossing=False)
+    assert none == []
+    touch = pipeline_factory(merge(FAST, TRADING, {"feed": {"ring_capacity": 256}}), sub="touch")
+    _, recs = _replay_fills(touch, touch_book, touch_trades)
+    assert [d for d in recs if d["type"] == "Fill"] == []

@@ -43,7 +43,7 @@ import numba as nb
 import numpy as np
 
 from bog.config import ConfigError
-from bog.feed import csvformat, record
+from bog.feed import csvformat, record, tardis
 from bog.feed.publish import publish_snapshot
 from bog.log import RateLimiter
 from bog.shm import SegmentNames
@@ -352,6 +352,128 @@ class _RecordStream:
         return Chunk(rows[:n], pace[:n], latency[:n])
 
 
+class _IncrementalStream:
+    """tardis ``incremental_book_L2`` rows: the book rebuilt from its deltas, one DEPTH-level
+    snapshot per timestamp, validated like CSV snapshots."""
+
+    format = "incremental_book_L2"
+    unit = "line"
+
+    def __init__(self, f, path: str, rejlog: RejectLog, chunk_bytes: int, header: str):
+        self.path, self.rejlog = path, rejlog
+        self.reader = tardis.EventReader(f, header, True, chunk_bytes)
+        self.book = tardis.IncrementalBook()
+        self.check = _Validator(path, "line", "timestamp", True, rejlog)
+        self.rows_read = 0
+        self.eof = False
+        self._pace = np.zeros(0, np.int64)
+        self._latency = np.zeros(0, np.int64)
+
+    def next_chunk(self) -> Chunk | None:
+        if self.eof:
+            return None
+        ev = self.reader.next_chunk()
+        early = ()
+        if ev is None:
+            self.eof = True
+        else:
+            self.rows_read += ev.rows_read
+            early = ev.rejects
+        rows, lines = self.book.apply(ev)
+        n = len(rows)
+        if len(self._pace) < n:
+            self._pace = np.zeros(n, np.int64)
+            self._latency = np.zeros(n, np.int64)
+        pace, latency = self._pace[:n], self._latency[:n]
+        pace[:] = rows["exchange_ts_ns"]
+        k = self.check.run(rows, pace, latency, lines, early)
+        return Chunk(rows[:k], pace[:k], latency[:k])
+
+
+class _MergedStream:
+    """A book stream and a tardis ``trades`` file merged by timestamp: every book row is a
+    tick, and so is every trade, carrying the current book (the last book row before it) and
+    trade_px/trade_sz/trade_side. At equal timestamps the trade comes first: it traded against
+    the book before it, and the book stamped with the same time already shows its effect (a
+    quote placed on that book must not be filled by the trade that made it)."""
+
+    unit = "line"
+    OUT_ROWS = 16384
+
+    def __init__(self, book, trades_f, trades_path: str, rejlog: RejectLog, chunk_bytes: int,
+                 header: str):
+        self.book, self.trades_path, self.rejlog = book, trades_path, rejlog
+        self.format = f"{book.format}+trades"
+        self.trades = tardis.EventReader(trades_f, header, False, chunk_bytes)
+        self.trade_rows_read = 0
+        self.bchunk = self.tchunk = None
+        self.nb = self.nt = 0
+        self.book_eof = self.trades_eof = False
+        self.cur = np.zeros(1, TICK_SLOT)
+        self.st = np.zeros(5, np.int64)
+        self._out = np.zeros(self.OUT_ROWS, TICK_SLOT)
+        self._pace = np.zeros(self.OUT_ROWS, np.int64)
+        self._latency = np.zeros(self.OUT_ROWS, np.int64)
+        self._rej = np.zeros(0, np.int64)
+
+    @property
+    def rows_read(self) -> int:
+        return self.book.rows_read + self.trade_rows_read
+
+    @rows_read.setter
+    def rows_read(self, v: int) -> None:  # (an unreadable rest of the file, counted once)
+        self.trade_rows_read = v - self.book.rows_read
+
+    def _refill(self) -> None:
+        st = self.st
+        while not self.book_eof and st[tardis.MS_BI] >= self.nb:
+            self.bchunk = self.book.next_chunk()
+            st[tardis.MS_BI] = 0
+            self.nb = 0 if self.bchunk is None else len(self.bchunk.rows)
+            self.book_eof = self.bchunk is None
+        while not self.trades_eof and st[tardis.MS_TI] >= self.nt:
+            ev = self.trades.next_chunk()
+            st[tardis.MS_TI] = 0
+            if ev is None:
+                self.trades_eof = True
+                self.nt = 0
+                continue
+            self.tchunk, self.nt = ev, ev.n
+            self.trade_rows_read += ev.rows_read
+            for number, reason in ev.rejects:
+                self.rejlog.add(self.trades_path, "line", number, reason)
+            if len(self._rej) < ev.n:
+                self._rej = np.zeros(ev.n, np.int64)
+
+    def next_chunk(self) -> Chunk | None:
+        st = self.st
+        st[tardis.MS_NOUT] = 0
+        empty = np.zeros(0, np.int64)
+        while True:
+            self._refill()
+            if self.book_eof and self.trades_eof:
+                break
+            b = self.bchunk
+            t = self.tchunk
+            st[tardis.MS_NREJ] = 0
+            tardis.merge_trades(
+                b.rows if b is not None else self.cur[:0], b.pace_ts_ns if b is not None else empty,
+                self.nb, self.book_eof,
+                t.ts if t is not None else empty, t.local if t is not None else empty,
+                t.side if t is not None else np.zeros(0, np.int8),
+                t.px if t is not None else empty, t.sz if t is not None else empty,
+                self.nt, self.trades_eof, self.cur, self._out, self._pace, self._rej, st)
+            for k in range(int(st[tardis.MS_NREJ])):
+                self.rejlog.add(self.trades_path, "line", int(t.lines[self._rej[k]]),
+                                "trade before the first book row (no book to carry it)")
+            if st[tardis.MS_NOUT] == len(self._out):
+                break
+        n = int(st[tardis.MS_NOUT])
+        if n == 0 and self.book_eof and self.trades_eof:
+            return None
+        return Chunk(self._out[:n], self._pace[:n], self._latency[:n])
+
+
 _FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISSOCK, "a socket"))
@@ -431,22 +553,43 @@ class ReplayStream:
         self.accepted = 0
         self.first_ts = self.last_ts = 0
         try:
-            self.source = self._open(path, chunk_bytes)
+            self.source = self._open(path, chunk_bytes, trades_file)
         except BaseException:
             self.close()
             raise
         self.format, self.unit = self.source.format, self.source.unit
         self.number = self.format != "bog-record"  # CSV rows get 1..N; records keep theirs
 
-    def _open(self, path: str, chunk_bytes: int):
+    def _open(self, path: str, chunk_bytes: int, trades_file: str):
         raw, text, header = _open_text(path)
         self._files += [text, raw] if text is not raw else [raw]
         if header is None:
+            if trades_file:
+                raise ReplayError(f"replay file {path} is a bog record file: --trades-file goes "
+                                  "with a CSV book file (a recording carries its trades)")
             return _RecordStream(raw, path, self.rejlog, chunk_bytes)
+        names = {c.strip() for c in header.split(",")}
         try:
-            return _BookCsvStream(text, path, self.rejlog, chunk_bytes, header)
+            if "is_snapshot" in names:
+                book = _IncrementalStream(text, path, self.rejlog, chunk_bytes, header)
+            elif {"id", "side", "price", "amount"} <= names:
+                raise ReplayError(f"replay file {path} is a tardis trades file: give it with "
+                                  "--trades-file next to a book file (--replay-file)")
+            else:
+                book = _BookCsvStream(text, path, self.rejlog, chunk_bytes, header)
         except csvformat.CsvHeaderError as e:
             raise ReplayError(f"replay file {path}: {e}") from None
+        if not trades_file:
+            return book
+        raw, text, header = _open_text(trades_file)
+        self._files += [text, raw] if text is not raw else [raw]
+        if header is None:
+            raise ReplayError(f"trades file {trades_file} is a bog record file, not a tardis "
+                              "trades CSV")
+        try:
+            return _MergedStream(book, text, trades_file, self.rejlog, chunk_bytes, header)
+        except csvformat.CsvHeaderError as e:
+            raise ReplayError(f"trades file {trades_file}: {e}") from None
 
     @property
     def rows_read(self) -> int:
@@ -680,7 +823,7 @@ class ReplaySource:
         self._wait_logged = 0.0
         self.speed = float(feed.replay_speed)
         self.stream = ReplayStream(feed.replay_file, feed.market_id,
-                                   trades_file=getattr(feed, "replay_trades_file", ""))
+                                   trades_file=feed.replay_trades_file)
         self.state = np.zeros(1, REPLAY_STATE)
         self.staging = np.zeros(1, TICK_SLOT)
         self.ring, self.metrics = ring, metrics
@@ -836,6 +979,7 @@ def warm() -> None:
     from bog.shm.layouts import FEED_METRICS, RING_CAPACITY, RING_CTRL_WORDS
 
     csvformat.warm()
+    tardis.warm()
     record.warm()
     rows = np.zeros(2, TICK_SLOT)
     rows["exchange_ts_ns"] = [1, 2]
