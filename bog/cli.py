@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ring code, pinned like the feed and the engine (one-way hand-off ns)")
     p.add_argument("--feed", choices=("lighter",),
                    help="benchmark the lighter feed source against bog fake-venue instead")
+    p.add_argument("--replay", action="store_true",
+                   help="benchmark a replay: stream rate, end-to-end ticks/s at --speed max, "
+                        "time to first tick, peak RSS, on a generated book_snapshot_10 file")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="--replay: rows in the generated file (default 1,000,000)")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
@@ -173,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bog.benchlighter import run_bench_lighter
 
                 return run_bench_lighter(cfg, args)
+            if getattr(args, "replay", False):
+                from bog.benchreplay import run_bench_replay
+
+                return run_bench_replay(cfg, args)
             from bog.bench import run_bench
 
             return run_bench(cfg, args)
