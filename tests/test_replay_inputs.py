@@ -239,9 +239,11 @@ def _book_history(seed: int, steps: int = 400):
     bid_prices = [30000 - 0.5 * k for k in range(30)]
     ask_prices = [30000.5 + 0.5 * k for k in range(30)]
 
+    def levels(prices):
+        return {p: rnd.randint(1, 5000) / 1000 for p in rnd.sample(prices, rnd.randint(3, 25))}
+
     def fresh():
-        return ({p: rnd.randint(1, 5000) / 1000 for p in rnd.sample(bid_prices, rnd.randint(3, 25))},
-                {p: rnd.randint(1, 5000) / 1000 for p in rnd.sample(ask_prices, rnd.randint(3, 25))})
+        return levels(bid_prices), levels(ask_prices)
 
     out = []
     ts = 1_700_000_000_000_000
@@ -250,7 +252,8 @@ def _book_history(seed: int, steps: int = 400):
         ts += rnd.choice((1, 250, 1000))
         if i in (0, steps // 2):
             bids, asks = fresh()
-            changes = [("bid", p, a) for p, a in bids.items()] + [("ask", p, a) for p, a in asks.items()]
+            changes = ([("bid", p, a) for p, a in bids.items()]
+                       + [("ask", p, a) for p, a in asks.items()])
             rnd.shuffle(changes)
             out.append((ts, True, changes, dict(bids), dict(asks)))
             continue
@@ -260,10 +263,8 @@ def _book_history(seed: int, steps: int = 400):
             book = bids if side == "bid" else asks
             p = rnd.choice(bid_prices if side == "bid" else ask_prices)
             a = 0 if rnd.random() < 0.35 else rnd.randint(1, 5000) / 1000
-            if a == 0 and p not in book and rnd.random() < 0.5:
-                pass  # removing an absent level: allowed, nothing happens
             if a == 0:
-                book.pop(p, None)
+                book.pop(p, None)  # removing an absent level is allowed: nothing happens
             else:
                 book[p] = a
             changes.append((side, p, a))

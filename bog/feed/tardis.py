@@ -22,7 +22,6 @@ import numpy as np
 from bog.feed.csvformat import (
     CHUNK_BYTES,
     E_COLUMNS,
-    E_NAN,
     E_NUMBER,
     E_RANGE,
     E_TIMESTAMP,
