@@ -1,7 +1,8 @@
 """``bog``: run the pipeline or one of its processes, benchmark it, record its ticks.
 
     bog run      [--config F] [--instance N] [--duration S] [--feed synthetic|replay|lighter]
-                 [--replay-file P] [--speed X|max] [--report FILE.json] [--market M] [--venue-url URL]
+                 [--replay-file P] [--trades-file T] [--speed X|max] [--report FILE.json]
+                 [--market M] [--venue-url URL]
                                                            supervisor: feed + engine + monitor
     bog feed     [--config F] [--instance N] [...feed options]   one process (systemd runs these)
     bog engine   [--config F] [--instance N]
@@ -35,6 +36,7 @@ def _feed_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--market", help="lighter: market symbol or id (e.g. BTC)")
     p.add_argument("--venue-url", help="lighter: WebSocket URL (e.g. ws://127.0.0.1:8765/stream)")
     p.add_argument("--replay-file", help="CSV of L2 snapshots or a 'bog record' file")
+    p.add_argument("--trades-file", help="replay: a tardis trades CSV merged with the book file")
     p.add_argument("--speed", help="replay speed factor, or 'max' for as fast as possible")
     p.add_argument("--rate", type=float, help="synthetic updates per second (0 = max)")
 
@@ -59,6 +61,8 @@ def config_from_args(args) -> Config:
     if getattr(args, "replay_file", None):
         feed["replay_file"] = args.replay_file
         feed.setdefault("source", "replay")
+    if getattr(args, "trades_file", None):
+        feed["replay_trades_file"] = args.trades_file
     if getattr(args, "speed", None):
         feed["replay_speed"] = parse_speed(args.speed)
     if getattr(args, "rate", None) is not None:
@@ -113,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "ring code, pinned like the feed and the engine (one-way hand-off ns)")
     p.add_argument("--feed", choices=("lighter",),
                    help="benchmark the lighter feed source against bog fake-venue instead")
+    p.add_argument("--replay", action="store_true",
+                   help="benchmark a replay: stream rate, end-to-end ticks/s at --speed max, "
+                        "time to first tick, peak RSS, on a generated book_snapshot_10 file")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="--replay: rows in the generated file (default 1,000,000)")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
@@ -181,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bog.benchlighter import run_bench_lighter
 
                 return run_bench_lighter(cfg, args)
+            if getattr(args, "replay", False):
+                from bog.benchreplay import run_bench_replay
+
+                return run_bench_replay(cfg, args)
             from bog.bench import run_bench
 
             return run_bench(cfg, args)

@@ -52,6 +52,7 @@ class FeedConfig:
     latency_us: float = opt(150.0, 0.0, 1e7, doc="simulated exchange-to-local latency (mean)")
     replay_file: str = opt("", doc="replay input (CSV of L2 snapshots or a bog record file)")
     replay_speed: float = opt(1.0, 0.0, 1e6, doc="replay speed factor; 0 = as fast as possible")
+    replay_trades_file: str = opt("", doc="replay: a tardis trades CSV merged with the book file")
     # fault injection (tests, demos): per-update probabilities and durations
     fault_gap_probability: float = opt(0.0, 0.0, 1.0, doc="skip sequence numbers")
     fault_gap_size: int = opt(3, 1, 1_000_000, doc="sequence numbers skipped per injected gap")
@@ -367,6 +368,8 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"gateway.url = {cfg.gateway.url!r}: must start with ws:// or wss://")
     if cfg.feed.source == "replay" and not cfg.feed.replay_file:
         raise ConfigError("feed.source = 'replay' needs feed.replay_file")
+    if cfg.feed.replay_trades_file and not cfg.feed.replay_file:
+        raise ConfigError("feed.replay_trades_file needs a book file (feed.replay_file)")
 
 
 def load_config(path: str | None = None, env: dict[str, str] | None = None) -> Config:

@@ -68,6 +68,8 @@ class Supervisor:
             feed_opts += ["--feed", args.feed]
         if getattr(args, "replay_file", None):
             feed_opts += ["--replay-file", args.replay_file]
+        if getattr(args, "trades_file", None):
+            feed_opts += ["--trades-file", args.trades_file]
         if getattr(args, "speed", None):
             feed_opts += ["--speed", args.speed]
         if getattr(args, "rate", None) is not None:

@@ -108,3 +108,23 @@ def test_bench_health_under_load_reports_latency_of_a_legitimate_client():
 
     out = format_health(rep)  # the human-readable report prints the same figures
     assert f"{loaded['latency_ms']['p50']}/{loaded['latency_ms']['p99']}" in out
+
+
+def test_bench_replay_reports_stream_rate_first_tick_and_memory():
+    r = subprocess.run([sys.executable, "-m", "bog.cli", "bench", "--replay", "--rows", "20000",
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["rows"] == 20_000 and rep["stream"]["rows"] == 20_000
+    assert rep["stream"]["rows_per_s"] > 0 and rep["stream"]["mb_per_s"] > 0
+    e = rep["end_to_end"]
+    assert e["complete"] and e["lost"] == 0
+    assert e["rows_published"] == e["rows_processed"] == 20_000
+    assert 0 < e["feed_ready_s"] <= e["first_tick_s"] and e["processed_per_s"] > 0
+    assert all(v and v > 10 for v in e["peak_rss_mb"].values())  # MB, read from /proc
+    assert rep["targets"]["processed_per_s"] == 2_500_000
+    from bog.benchreplay import format_replay
+
+    text = format_replay(rep)
+    for word in ("stream", "processed", "first tick", "peak RSS", "target"):
+        assert word in text

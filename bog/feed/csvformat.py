@@ -20,7 +20,6 @@ in ``bog.feed.replay.check_rows``.
 
 from __future__ import annotations
 
-import mmap
 import re
 
 import numba as nb
@@ -28,7 +27,7 @@ import numpy as np
 
 from bog.shm.layouts import DEPTH, FLAG_FULL_SNAPSHOT, TICK_SLOT, TICK_SLOT_WORDS
 
-CHUNK_BYTES = 8 << 20  # bytes parsed per kernel call (bounds the transient memory)
+CHUNK_BYTES = 4 << 20  # bytes parsed per block: bounds the memory a replay needs
 
 # Parse status of one field
 F_OK, F_EMPTY, F_BAD, F_NAN, F_RANGE = 0, 1, 2, 3, 4
@@ -367,117 +366,113 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
 
 
 # ---- Python driver -------------------------------------------------------------------------
-def alloc_zeros(n: int, dtype) -> np.ndarray:
-    """Zeroed array; big ones are mapped with MAP_POPULATE, which faults every page in one go
-    (in a VM, touching 450 MB page by page costs seconds)."""
-    dtype = np.dtype(dtype)
-    size = n * dtype.itemsize
-    if size < (64 << 20) or not hasattr(mmap, "MAP_POPULATE"):
-        return np.zeros(n, dtype)
-    mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
-    return np.frombuffer(mm, dtype, n)
+class LineChunks:
+    """Blocks of complete lines read from a binary file, about ``chunk_bytes`` each (a line
+    longer than that comes whole in a bigger block); the last line needs no newline. Only
+    one block and the unfinished line after it are in memory at a time."""
+
+    def __init__(self, f, chunk_bytes: int = CHUNK_BYTES):
+        self.f = f
+        self.chunk_bytes = chunk_bytes
+        self.carry = b""
+        self.eof = False
+
+    def next(self) -> bytes | None:
+        """The next block (ends with a newline, except at the end of the file); None at EOF."""
+        while not self.eof:
+            block = self.f.read(self.chunk_bytes)
+            if not block:
+                self.eof = True
+                break
+            data = self.carry + block if self.carry else block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                self.carry = data
+                continue
+            self.carry = data[cut + 1:]
+            return data[:cut + 1]
+        data, self.carry = self.carry, b""
+        return data or None
 
 
-class ParsedCsv:
-    """Rows parsed from a CSV (syntax-checked only) plus the rows that failed to parse."""
-
-    def __init__(self, names, nlev, levels_in_file, capacity):
-        self.names = names  # column names from the header
-        self.nlev = nlev  # levels kept (<= DEPTH)
-        self.levels_in_file = levels_in_file
-        self.rows_read = 0
-        self.n = 0  # rows parsed into _rows[:n]
-        self._rows = alloc_zeros(capacity, TICK_SLOT)
-        self._lines = alloc_zeros(capacity, np.int64)
-        self.rejects: list[tuple[int, str]] = []  # (line, reason) of every unparsable row
-
-    def reserve(self, more: int) -> None:
-        need = self.n + more
-        if need > len(self._rows):
-            cap = max(need, 2 * len(self._rows))
-            rows = alloc_zeros(cap, TICK_SLOT)
-            rows[:self.n] = self._rows[:self.n]
-            lines = alloc_zeros(cap, np.int64)
-            lines[:self.n] = self._lines[:self.n]
-            self._rows, self._lines = rows, lines
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self._rows[:self.n]
-
-    @property
-    def lines(self) -> np.ndarray:
-        return self._lines[:self.n]
+def read_header(f) -> str:
+    """The header line of an open binary file (BOM and line end removed)."""
+    header = f.readline(1 << 20)
+    return header.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
 
 
-def _reason(code: int, col: int, names: list[str], ncols: int, line_text: bytes) -> str:
+class ParsedChunk:
+    """One block of a CSV, parsed (syntax-checked only): ``rows[:n]`` with their file line
+    numbers, ``rows_read`` (rows in the block, parsed or not) and the (line, reason) of the
+    rows that failed to parse. The arrays are reused by the next block."""
+
+    __slots__ = ("rows", "lines", "rows_read", "rejects")
+
+    def __init__(self, rows, lines, rows_read, rejects):
+        self.rows, self.lines, self.rows_read, self.rejects = rows, lines, rows_read, rejects
+
+
+class BookCsvReader:
+    """A tardis ``book_snapshot_N`` CSV, parsed block by block (``next_chunk``), so memory
+    stays bounded by the block size whatever the file size. Raises CsvHeaderError."""
+
+    def __init__(self, f, chunk_bytes: int = CHUNK_BYTES, header: str | None = None):
+        text = read_header(f) if header is None else header
+        self.colmap, self.ncols, self.names, self.nlev = parse_header(text)
+        self.levels_in_file = sum(1 for n in self.names
+                                  if n.startswith("asks[") and n.endswith("].price"))
+        self.src = LineChunks(f, chunk_bytes)
+        self.line = 1  # file line number of the last line parsed (header = 1)
+        self.counts = np.zeros(3, np.int64)
+        self._rows = np.zeros(0, TICK_SLOT)
+        self._lines = np.zeros(0, np.int64)
+
+    def next_chunk(self) -> ParsedChunk | None:
+        data = self.src.next()
+        if data is None:
+            return None
+        cap = data.count(b"\n") + 1
+        if len(self._rows) < cap:
+            self._rows = np.zeros(cap, TICK_SLOT)
+            self._lines = np.zeros(cap, np.int64)
+        else:
+            self._rows[:cap] = 0  # the parser writes only the fields a CSV has
+        buf = np.frombuffer(data, np.uint8)
+        words = self._rows.view(np.int64).reshape(len(self._rows), TICK_SLOT_WORDS)
+        e_line = np.zeros(cap, np.int64)
+        e_code = np.zeros(cap, np.int64)
+        e_col = np.zeros(cap, np.int64)
+        e_off = np.zeros(cap, np.int64)
+        parse_rows(buf, self.colmap, self.ncols, self.nlev, self.line, words, self._lines,
+                   e_line, e_code, e_col, e_off, self.counts)
+        nok, nerr = int(self.counts[0]), int(self.counts[1])
+        self.line = int(self.counts[2])
+        rejects = error_reasons(data, nerr, e_line, e_code, e_col, e_off, self.names, self.ncols)
+        return ParsedChunk(self._rows[:nok], self._lines[:nok], nok + nerr, rejects)
+
+
+def error_reasons(data: bytes, nerr: int, e_line, e_code, e_col, e_off, names, ncols,
+                  reasons=None) -> list[tuple[int, str]]:
+    """(line, reason) of the rows a parse kernel refused (their codes, columns, offsets)."""
+    out = []
+    for k in range(nerr):
+        off = int(e_off[k])
+        end = data.find(b"\n", off)
+        text = data[off:end if end >= 0 else len(data)].rstrip(b"\r")
+        out.append((int(e_line[k]), _reason(int(e_code[k]), int(e_col[k]), names, ncols, text,
+                                            reasons)))
+    return out
+
+
+def _reason(code: int, col: int, names: list[str], ncols: int, line_text: bytes,
+            reasons=None) -> str:
     if code == E_COLUMNS:
         return f"expected {ncols} fields, found {col}"
     name = names[col] if 0 <= col < len(names) else f"#{col}"
     fields = line_text.split(b",")
     value = fields[col].decode("utf-8", "replace").strip() if 0 <= col < len(fields) else ""
-    return f"{PARSE_REASONS.get(code, 'bad row')} in column {name}: {value!r}"
-
-
-def read_csv(f, path: str, size_bytes: int = 0) -> ParsedCsv:
-    """Parse an open binary file positioned at the header line. Raises CsvHeaderError.
-
-    ``size_bytes`` (the file size, 0 if unknown) sizes the row array from the first chunk's
-    line length, so a plain file is parsed in place without regrowing."""
-    header = f.readline(1 << 20)
-    text = header.decode("utf-8", "replace").lstrip("\ufeff")
-    colmap, ncols, names, nlev = parse_header(text)
-    levels_in_file = sum(1 for n in names if n.startswith("asks[") and n.endswith("].price"))
-    out = None
-    line = 1
-    carry = b""
-    counts = np.zeros(3, np.int64)
-    while True:
-        block = f.read(CHUNK_BYTES)
-        if block:
-            data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            carry = data[cut + 1:]
-            data = data[:cut + 1]
-        else:
-            data, carry = carry, b""
-        if out is None:
-            lines_here = data.count(b"\n") + 1
-            estimate = lines_here
-            if size_bytes and data:
-                estimate = max(lines_here, int(size_bytes / (len(data) / lines_here) * 1.02) + 16)
-            out = ParsedCsv(names, nlev, levels_in_file, estimate)
-        if data:
-            line = _parse_chunk(data, colmap, ncols, nlev, line, names, out, counts)
-        if not block:
-            break
-    return out
-
-
-def _parse_chunk(data: bytes, colmap, ncols, nlev, line, names, out: ParsedCsv, counts) -> int:
-    buf = np.frombuffer(data, np.uint8)
-    cap = data.count(b"\n") + 1
-    out.reserve(cap)
-    words = out._rows.view(np.int64).reshape(len(out._rows), TICK_SLOT_WORDS)[out.n:]
-    e_line = np.zeros(cap, np.int64)
-    e_code = np.zeros(cap, np.int64)
-    e_col = np.zeros(cap, np.int64)
-    e_off = np.zeros(cap, np.int64)
-    parse_rows(buf, colmap, ncols, nlev, line, words, out._lines[out.n:], e_line, e_code, e_col,
-               e_off, counts)
-    nok, nerr = int(counts[0]), int(counts[1])
-    out.rows_read += nok + nerr
-    out.n += nok
-    for k in range(nerr):
-        off = int(e_off[k])
-        end = data.find(b"\n", off)
-        text = data[off:end if end >= 0 else len(data)].rstrip(b"\r")
-        out.rejects.append((int(e_line[k]), _reason(int(e_code[k]), int(e_col[k]), names, ncols,
-                                                    text)))
-    return int(counts[2])
+    table = PARSE_REASONS if reasons is None else reasons
+    return f"{table.get(code, 'bad row')} in column {name}: {value!r}"
 
 
 def warm() -> None:
@@ -486,4 +481,6 @@ def warm() -> None:
 
     sample = (b"exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,"
               b"bids[0].price,bids[0].amount\nx,y,1,2,1.5,1,1.0,2e-1\nx,y,2\n")
-    read_csv(io.BytesIO(sample), "<warm>")
+    r = BookCsvReader(io.BytesIO(sample))
+    while r.next_chunk() is not None:
+        pass

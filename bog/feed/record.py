@@ -128,8 +128,9 @@ def is_record_file(prefix: bytes) -> bool:
     return prefix[:len(MAGIC)] == MAGIC
 
 
-def read_record_file(f, path: str) -> tuple[dict, np.ndarray, int]:
-    """(header, records, trailing bytes) of an open record file. Raises RecordFormatError."""
+def read_record_header(f, path: str) -> tuple[dict, int, int]:
+    """(header, number of whole records, trailing bytes) of an open record file, positioned
+    at its first record. Raises RecordFormatError."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
     f.seek(0)
@@ -158,12 +159,23 @@ def read_record_file(f, path: str) -> tuple[dict, np.ndarray, int]:
             "recorded with a different TICK_SLOT layout (record_size "
             f"{header.get('record_size')}, layout_version {header.get('layout_version')}; this bog "
             f"uses {TICK_SLOT.itemsize}, {LAYOUT_VERSION}): re-record it with this version")
-    payload = size - data_offset
-    n, trailing = divmod(payload, TICK_SLOT.itemsize)
+    f.seek(data_offset)
+    n, trailing = divmod(size - data_offset, TICK_SLOT.itemsize)
+    return header, n, trailing
+
+
+def read_records(f, n: int) -> np.ndarray:
+    """The next ``n`` records of a file positioned by ``read_record_header``."""
     records = np.fromfile(f, dtype=TICK_SLOT, count=n, offset=0) if n else np.zeros(0, TICK_SLOT)
     if len(records) != n:
         raise RecordFormatError(f"short read: expected {n} records, got {len(records)}")
-    return header, records, trailing
+    return records
+
+
+def read_record_file(f, path: str) -> tuple[dict, np.ndarray, int]:
+    """(header, records, trailing bytes) of an open record file. Raises RecordFormatError."""
+    header, n, trailing = read_record_header(f, path)
+    return header, read_records(f, n), trailing
 
 
 # ---- follower kernel ---------------------------------------------------------------------
