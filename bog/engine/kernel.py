@@ -965,6 +965,10 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                 event_gap(st, p, m, orders, events, now)
             apply_mailbox(st, m, orders, events, mb, now)
             process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, now, t0)
+            if st.event_time != 0 and (st.paused == 1 or st.breaker == BREAKER_OPEN):
+                # what the idle loop does right after a tick on the wall clock, done with the
+                # tick: whether an idle pass comes between two ticks depends on the speed
+                cancel_all(st, m, orders, events, now)
             st.last_tick_wall_ns = t0
             n += 1
             if t0 >= stop_ns or load_acquire(mb, MB_STOP) != 0:
