@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from replay_figures import check_report_against_journal
 from support import FAST, merge
 
 T0_US = 1_700_000_000_000_000
@@ -107,6 +108,9 @@ def test_same_file_same_journal_at_any_speed_run_after_run(tmp_path, pipeline_fa
     assert all(first_ns <= d["ts_ns"] <= last_ns for d in recs), "a wall-clock stamp"
     assert report["event_start_ns"] == first_ns and report["event_end_ns"] == last_ns
     assert report["rows_processed"] == ROWS and report["lost"] == 0
+    # and the report agrees with this journal (the breaker's time in each state included)
+    check_report_against_journal(report, recs, first_ns, last_ns)
+    assert report["breaker_time_s"]["open"] > 0 and report["breaker_time_s"]["half_open"] > 0
 
     figures = {k: v for k, v in report.items() if k not in WALL_FIELDS}
     for key, (j, rep, _) in runs.items():
