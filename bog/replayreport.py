@@ -9,7 +9,9 @@ Sources, each the record of truth for its part (docs/replay.md, "The report"):
   the engine stopped, so the cancels of its shutdown are in.
 
 Realized PnL, position, drawdown and inventory are recomputed from this run's fills with the
-engine's own ``PositionTracker``, starting flat. If the engine started with a position
+engine's own ``PositionTracker``, starting flat. Time in each breaker state is event time:
+from the first tick the engine processed to the last (engine metrics ``event_first_ns`` and
+``event_now_ns``), split by this run's ``Breaker`` records. If the engine started with a position
 recovered from an earlier journal, the report says so (``carried_position_btc``).
 """
 
@@ -77,6 +79,29 @@ def fill_figures(records: list[dict], last_mid: float) -> dict:
     }
 
 
+BREAKER_KEYS = {"CLOSED": "closed", "HALF_OPEN": "half_open", "OPEN": "open"}
+
+
+def breaker_times(records: list[dict], start_ns: int, end_ns: int) -> dict:
+    """Seconds in each breaker state between ``start_ns`` and ``end_ns`` (event time), from the
+    ``Breaker`` records of ``records`` (in journal order). The breaker starts closed; a
+    transition stamped before ``start_ns`` (one requested before the first tick) counts from
+    ``start_ns``."""
+    out = {k: 0.0 for k in BREAKER_KEYS.values()}
+    if end_ns <= start_ns:
+        return out
+    ns = {k: 0 for k in BREAKER_KEYS.values()}
+    state, since = "closed", start_ns
+    for d in records:
+        if d.get("type") != "Breaker":
+            continue
+        t = min(max(int(d["ts_ns"]), start_ns), end_ns)
+        ns[state] += t - since
+        state, since = BREAKER_KEYS[d["to"]], t
+    ns[state] += end_ns - since
+    return {k: v / 1e9 for k, v in ns.items()}
+
+
 def build_report(replay_file: str, speed: float, fm, em, records: list[dict],
                  wall_s: float) -> dict:
     """The report (a JSON-able dict) from the feed and engine metrics and this run's journal."""
@@ -103,6 +128,11 @@ def build_report(replay_file: str, speed: float, fm, em, records: list[dict],
         **figures,
         "last_mid_usd": last_mid,
         "breaker_trips": int(em["circuit_breaker_trips_total"]),
+        "event_start_ns": int(em["event_first_ns"]),
+        "event_end_ns": int(em["event_now_ns"]),
+        "event_span_s": (int(em["event_now_ns"]) - int(em["event_first_ns"])) / 1e9,
+        "breaker_time_s": breaker_times(records, int(em["event_first_ns"]),
+                                        int(em["event_now_ns"])),
         "fills_dropped": int(em["fills_dropped_total"]),
         "tick_latency_p50_ns": None if math.isnan(p50) else p50,
         "tick_latency_p99_ns": None if math.isnan(p99) else p99,
@@ -118,6 +148,7 @@ def build_report(replay_file: str, speed: float, fm, em, records: list[dict],
 def format_report(r: dict) -> str:
     def usd(x):
         return f"{x:,.2f} USD"
+    bt = r["breaker_time_s"]
     lines = [
         f"bog replay report: {r['replay_file']} at speed {r['speed']}",
         f"  rows       read {r['rows_read']}, rejected {r['rows_rejected']}, published "
@@ -134,6 +165,8 @@ def format_report(r: dict) -> str:
         f"last mid {r['last_mid_usd']:.2f} (unrealized {usd(r['unrealized_pnl_usd'])})",
         f"  risk       max drawdown {usd(r['max_drawdown_usd'])}, max inventory "
         f"{r['max_inventory_btc']:.9f} BTC, breaker trips {r['breaker_trips']}",
+        f"  breaker    closed {bt['closed']:.3f} s, half-open {bt['half_open']:.3f} s, open "
+        f"{bt['open']:.3f} s of {r['event_span_s']:.3f} s of data (event time)",
         f"  speed      tick latency p50 {r['tick_latency_p50_ns'] or 0:.0f} ns, p99 "
         f"{r['tick_latency_p99_ns'] or 0:.0f} ns; wall time {r['wall_time_s']:.3f} s, "
         f"{r['ticks_per_s']:,.0f} ticks/s",

@@ -74,7 +74,9 @@ class KernelHarness:
     def publish(self, bid: float, ask: float, *, seq: int | None = None, full: bool = False,
                 bid_sz: float = 1.0, ask_sz: float = 1.0, trade_px: float = 0.0,
                 trade_side: int = 0, trade_sz: float = 0.0, exchange_ts_ns: int | None = None,
-                levels: tuple | None = None) -> None:
+                levels: tuple | None = None, recv_ns: int | None = None) -> None:
+        """Publish one snapshot; ``recv_ns`` (default: now) is its ``local_recv_ns``, the
+        engine's "now" on an event-time ring (``event_time()``)."""
         self.seq = self.seq + 1 if seq is None else seq
         s = self.staging[0]
         now = time.time_ns()
@@ -87,7 +89,7 @@ class KernelHarness:
         s["trade_side"] = trade_side
         s["trade_sz"] = round(trade_sz * FIXED)
         s["exchange_ts_ns"] = now if exchange_ts_ns is None else exchange_ts_ns
-        s["local_recv_ns"] = now
+        s["local_recv_ns"] = now if recv_ns is None else recv_ns
         s["local_publish_ns"] = now
         s["flags"] = FLAG_FULL_SNAPSHOT if full else 0
         if full:
@@ -160,6 +162,11 @@ class KernelHarness:
         self.st["ledger_fixed"] = v
         self.st["position_fixed"] = v
         self.buf.mailbox[K.MB_POSITION] = v
+
+    def event_time(self) -> None:
+        """Read the ring as an event-time ring (a replay), as the engine does at attach. The
+        event buffer still drops when full: nobody drains it concurrently here."""
+        self.st["event_time"] = 1
 
     def mail(self, word: int, value: int) -> None:
         self.buf.mailbox[word] = value

@@ -34,8 +34,9 @@ def _engine(tmp_path, instance):
 
 def _fill(fill_id: int, fee_usd: float, ts_ns: int) -> np.ndarray:
     rec = np.zeros(1, FILL)
-    rec[0] = (fill_id, ts_ns, 60_000 * FIXED, FIXED // 100, round(fee_usd * FIXED), 1, 0,
-              fill_id)
+    r = rec[0]
+    r["order_id"], r["ts_ns"], r["price"], r["qty"] = fill_id, ts_ns, 60_000 * FIXED, FIXED // 100
+    r["fee_usd"], r["side"], r["liquidity"], r["fill_id"] = round(fee_usd * FIXED), 1, 0, fill_id
     return rec.view(np.int64).reshape(FILL_WORDS)
 
 

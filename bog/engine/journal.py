@@ -1,7 +1,9 @@
 """Append-only JSONL journal of order and fill events (owner-only), and recovery from it.
 
 One event per line: ``OrderSubmit``, ``OrderAck``, ``OrderCancel``, ``Fill``,
-``PositionCorrection``, ``Checkpoint``, each with ``ts_ms`` (unix ms) and ``ts_ns``. Fills carry exact
+``PositionCorrection``, ``Checkpoint``, ``EngineStart``, ``Breaker`` (a circuit breaker
+transition: ``from``, ``to``, ``cause``, ``latched``), each with ``ts_ms`` (unix ms) and
+``ts_ns`` (the engine's time: the wall clock, or in a replay the data's event time). Fills carry exact
 fixed-point integers (``qty_fixed``, ``price_fixed``, ``fee_fixed``, x1e9) next to readable
 floats, and a ``fill_id`` that increases across restarts. Fill lines are written with one
 ``write(2)`` each as they are drained (flushed per fill); order events are batched per
@@ -382,6 +384,8 @@ def recover(path: str, repair: bool = False) -> Recovered:
                     rec.last_order_id = int(doc["last_order_id"])
                     rec.trade_ids = dict.fromkeys(int(x) for x in doc.get("recent_trade_ids", ()))
                     rec.checkpoints += 1
+                elif kind == "Breaker":
+                    pass  # circuit breaker transitions: for the record (and the replay report)
                 elif kind in ("OrderSubmit", "OrderAck", "OrderCancel", "OrderReject",
                               "OrderCancelled", "OrderExpired"):
                     rec.last_order_id = max(rec.last_order_id, int(doc["order_id"]))

@@ -104,6 +104,9 @@ QC_PRO_RATA, QC_WORST_CASE = QUEUE_CANCELS.PRO_RATA, QUEUE_CANCELS.WORST_CASE
 EV_WORDS = 8
 EVENT_CAPACITY = 4096
 EVC_HEAD, EVC_TAIL, EVC_DROPPED = 0, 1, 2
+# Written by the Python thread: 1 = when the buffer (or the fill queue) is full the kernel waits
+# for room instead of dropping (event time: a replay loses nothing, whatever its speed)
+EVC_WAIT = 3
 
 # Mailbox: 1-D int64 words written by the Python thread, read by the kernel (acquire loads)
 MB_STOP = 0  # nonzero: engine_run returns
@@ -119,7 +122,9 @@ MB_WORDS = 16
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
  EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN,
  EV_RISK_TRIP, EV_VENUE, EV_INTENT_DROPPED, EV_FILL_DUPLICATE, EV_TRADE_IDS_RESET,
- EV_CANCEL_ALL) = range(18)
+ EV_CANCEL_ALL, EV_FILL) = range(19)
+# EV_FILL (event time only): fill ``a`` was queued here, between the events around it, so the
+# journal writes fills and order events in the kernel's order, whatever the drain timing
 # breaker transition causes (EV_BREAKER c)
 (CAUSE_MARKET, CAUSE_COOLDOWN, CAUSE_RECOVERED, CAUSE_HALF_OPEN_FAIL, CAUSE_RISK,
  CAUSE_MANUAL) = (BREAKER_CAUSE.MARKET, BREAKER_CAUSE.COOLDOWN, BREAKER_CAUSE.RECOVERED,
@@ -135,6 +140,7 @@ ORDER_EMPTY, ORDER_OPEN, ORDER_PARTIAL = 0, 1, 2
 # within one kernel pass and turned into intents by ``flush_intents`` at its end.
 ORDER_PLACE_WANT, ORDER_PENDING, ORDER_CANCEL_WANT, ORDER_CANCELLING = 3, 4, 5, 6
 TRADE_ID_SLOTS = 1 << 17  # venue trade ids applied (open addressing; + 1 word: the count)
+NS_PER_DAY = 86_400 * 1_000_000_000  # the daily loss limit's day: 00:00 UTC of the fill time
 IDLE_SPIN_NS = 1_000_000  # with idle back-off on: keep spinning this long after a tick
 MAX_ORDERS = 64
 
@@ -203,6 +209,7 @@ ENGINE_PARAMS = np.dtype(
         ("maker_fee_bps", "<f8"),
         ("taker_fee_bps", "<f8"),
         ("exec_mode", "<i8"),  # EXEC_MODE code: paper (simulated fills) or intents to bog-gateway
+        ("max_daily_loss_usd", "<f8"),
     ]
 )
 
@@ -251,6 +258,16 @@ ENGINE_STATE = np.dtype(
         ("cancel_all_want", "<i8"),  # CANCEL_ALL_WHY + 1 of a venue-wide cancel-all to send
         ("cancel_all_seen", "<i8"),  # last MB_CANCEL_ALL_SEQ applied
         ("gateway_down", "<i8"),
+        # event time (set by Python at ring attach, kernel parked): 1 = "now" is the data's
+        # time (the ticks' local_recv_ns), never the clock; event_ns = that clock (monotonic)
+        ("event_time", "<i8"),
+        ("event_ns", "<i8"),
+        ("last_tick_wall_ns", "<i8"),  # wall time of the last tick (idle back-off)
+        # daily loss limit, on the executor's ledger at every fill (PositionTracker's rules)
+        ("pnl_entry", "<f8"),  # average entry price of the ledger position
+        ("daily_pnl", "<f8"),  # realized minus fees since 00:00 UTC of pnl_day
+        ("pnl_day", "<i8"),  # UTC day of the last fill (-1 = none yet)
+        ("loss_tripped", "<i8"),  # daily loss trip done (re-armed by a new day or a reset)
     ]
 )
 
@@ -298,6 +315,7 @@ def make_state() -> np.ndarray:
     st = np.zeros(1, ENGINE_STATE)
     st[0]["next_order_id"] = 1
     st[0]["next_fill_id"] = 1
+    st[0]["pnl_day"] = -1
     return st
 
 
@@ -370,9 +388,11 @@ def _event(st, events, typ, ts, a, b, c, d):
     """Append an event for the Python thread (SPSC); counted and dropped when full."""
     head = events[EVC_HEAD]
     cap = events.shape[0] // EV_WORDS - 1
-    if head - load_acquire(events, EVC_TAIL) >= cap:
-        events[EVC_DROPPED] += 1
-        return
+    while head - load_acquire(events, EVC_TAIL) >= cap:
+        if load_acquire(events, EVC_WAIT) == 0:
+            events[EVC_DROPPED] += 1
+            return
+        cpu_relax()  # event time: the Python thread drains within a millisecond
     base = EV_WORDS * (1 + head % cap)
     events[base] = typ
     events[base + 1] = ts
@@ -515,7 +535,9 @@ def strategy_quote(st, p, snap, now, out):
         if moved_bps < p.requote_bps and now - st.quote_ns < p.requote_after_ns:
             return SIG_NO_ACTION
     maxpos = float(p.max_position_fixed)
-    pos = float(st.position_fixed)
+    # the executor's own ledger (every fill at once), never the drained position: what the
+    # strategy decides must not depend on when the Python thread drains the fill queue
+    pos = float(st.ledger_fixed)
     if p.strategy == STRAT_INVENTORY:
         # Avellaneda-Stoikov: reservation price and optimal spread from the measured variance
         var_h = max(st.var_per_s_bps2, 0.01) * p.horizon_s  # bps^2 over the horizon
@@ -574,16 +596,57 @@ def _emit_fill(st, p, m, orders, i, qty, now, liquidity, fill, fctrl, fwords, ev
     st.next_fill_id += 1
     o.qty -= qty
     o.state = ORDER_EMPTY if o.qty == 0 else ORDER_PARTIAL
+    loss_trip = _daily_pnl(st, p, o.side, qty, o.price, fill[4], now)
     st.ledger_fixed += o.side * qty  # the executor's own ledger, drop or not
     m.fills_generated_total += 1
     m.last_fill_ns = now
-    if not fills_push(fctrl, fwords, fill):
+    pushed = fills_push(fctrl, fwords, fill)
+    while not pushed and st.event_time != 0 and load_acquire(events, EVC_WAIT) != 0:
+        cpu_relax()  # event time: wait for the Python thread to drain (never drop)
+        pushed = fills_push(fctrl, fwords, fill)
+    if not pushed:
         m.fills_dropped_total += 1
         _event(st, events, EV_FILL_DROPPED, now, o.order_id, o.side, qty, o.price)
         trip(st, m, events, now, TRIP_FILLS_DROPPED)
+    elif st.event_time != 0:
+        _event(st, events, EV_FILL, now, fill[7], 0, 0, 0)
+    if loss_trip:
+        trip(st, m, events, now, TRIP_DAILY_LOSS)
     if o.state == ORDER_EMPTY:
         st.open_orders -= 1
         st.have_quotes = 0  # requote the filled side at the next tick (rate limit permitting)
+
+
+@nb.njit(cache=True, nogil=True)
+def _daily_pnl(st, p, side, qty, price_fixed, fee_fixed, now):
+    """The daily loss limit on the executor's ledger, at the fill (``PositionTracker``'s
+    arithmetic, in the same order: the same fills give the same figure). Called before the
+    ledger takes the fill; True if this fill takes the day's PnL to the limit (once a day,
+    re-armed by a new UTC day of fill time or a breaker reset)."""
+    day = now // NS_PER_DAY
+    if day != st.pnl_day:
+        st.pnl_day = day
+        st.daily_pnl = 0.0
+        st.loss_tripped = 0
+    price = price_fixed / FIXED
+    pos = st.ledger_fixed
+    pnl = 0.0
+    if pos == 0 or (pos > 0) == (side > 0):
+        held = abs(pos)
+        st.pnl_entry = (st.pnl_entry * held + price * qty) / (held + qty)
+    else:
+        closing = min(qty, abs(pos))
+        direction = 1 if pos > 0 else -1
+        pnl = (price - st.pnl_entry) * direction * closing / FIXED
+        if qty > closing:
+            st.pnl_entry = price
+        elif pos + side * qty == 0:
+            st.pnl_entry = 0.0
+    st.daily_pnl += pnl - fee_fixed / FIXED
+    if st.loss_tripped == 0 and st.daily_pnl <= -p.max_daily_loss_usd:
+        st.loss_tripped = 1
+        return True
+    return False
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1098,7 +1161,9 @@ def execute(st, p, m, orders, snap, now, action, quote, fill, fctrl, fwords, eve
 
 # ---- per tick ------------------------------------------------------------------------------
 @nb.njit(cache=True, nogil=True)
-def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0):
+def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, now, t0):
+    """One snapshot. ``now`` is the engine's time (the wall clock, or the tick's event time
+    on an event-time ring); ``t0`` the wall clock when the slot was read (latency only)."""
     m.ticks_total += 1
     m.last_tick_ns = t0
     seq = snap.sequence
@@ -1113,48 +1178,48 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
             return
         if seq < st.last_seq:
             m.sequence_backwards_total += 1
-            _event(st, events, EV_BACKWARDS, t0, st.last_seq, seq, 0, 0)
+            _event(st, events, EV_BACKWARDS, now, st.last_seq, seq, 0, 0)
         elif seq > st.last_seq + 1:
             gap = seq - st.last_seq - 1
             m.sequence_gaps_total += 1
             m.sequence_gap_ticks_total += gap
             m.sequence_gap_size_bucket[bucket_index(GAP_SIZE_EDGES, gap)] += 1
             m.sequence_gap_size_sum += gap
-            _event(st, events, EV_GAP, t0, st.last_seq, seq, gap, 0)
+            _event(st, events, EV_GAP, now, st.last_seq, seq, gap, 0)
             st.after_stale = 1  # updates are missing: the price may have moved meanwhile
     st.last_seq = seq
     st.have_seq = 1
     # recovering from stale data: record how old the data had become
     if st.feed_state != FEED_FRESH:
-        age_us = (t0 - st.last_tick_ns) // 1000
+        age_us = (now - st.last_tick_ns) // 1000
         m.stale_data_age_us_bucket[bucket_index(STALE_AGE_US_EDGES, age_us)] += 1
         m.stale_data_age_us_sum += age_us
-        _event(st, events, EV_FRESH, t0, age_us, st.feed_state, 0, 0)
+        _event(st, events, EV_FRESH, now, age_us, st.feed_state, 0, 0)
         st.feed_state = FEED_FRESH
         m.feed_state = FEED_FRESH
         st.after_stale = 1
-    st.last_tick_ns = t0
+    st.last_tick_ns = now
     m.stale_age_us = 0.0
     if snap.flags & FLAG_BOOK_INVALID:
         # the feed's book lost continuity (venue gap, crossed, disconnect): no quotes until
         # the next valid snapshot; the marker carries no prices and is not validated
-        cancel_all(st, m, orders, events, t0)
+        cancel_all(st, m, orders, events, now)
         _record_tick(m, snap, t0, t0, t0)
         return
-    breaker_poll(st, p, m, events, t0)
-    reason = validate(snap, st, p, t0)
+    breaker_poll(st, p, m, events, now)
+    reason = validate(snap, st, p, now)
     st.after_stale = 0
     if reason >= 0:
         m.ticks_rejected_total[reason] += 1
-        _event(st, events, EV_REJECT, t0, reason, snap.bid_px, snap.ask_px, seq)
+        _event(st, events, EV_REJECT, now, reason, snap.bid_px, snap.ask_px, seq)
         if reason != REJ_AFTER_STALE and reason != REJ_OLD and reason != REJ_FUTURE:
-            breaker_failure(st, p, m, events, t0)
+            breaker_failure(st, p, m, events, now)
         if reason == REJ_AFTER_STALE:
             st.last_good_mid = 0.5 * (snap.bid_px + snap.ask_px) / FIXED  # accept new level
         _record_tick(m, snap, t0, t0, t0)
         return
     m.ticks_accepted_total += 1
-    breaker_success(st, p, m, events, t0)
+    breaker_success(st, p, m, events, now)
     # book
     st.bid = snap.bid_px
     st.ask = snap.ask_px
@@ -1164,10 +1229,10 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
         st.vol_ewma_bps = p.vol_alpha * abs(ret_bps) + (1.0 - p.vol_alpha) * st.vol_ewma_bps
         # variance per second in market (exchange) time, so bursts and replays at any speed
         # estimate the same volatility; 1 ms floor against identical timestamps
-        ts = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else t0
+        ts = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else now
         dt_s = max((ts - st.last_vol_ns) * 1e-9, 1e-3)
         st.var_per_s_bps2 = p.vol_alpha * ret_bps * ret_bps / dt_s + (1.0 - p.vol_alpha) * st.var_per_s_bps2
-    st.last_vol_ns = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else t0
+    st.last_vol_ns = snap.exchange_ts_ns if snap.exchange_ts_ns > 0 else now
     st.last_good_mid = mid
     st.mid = mid
     m.mid_price_usd = mid
@@ -1175,20 +1240,22 @@ def process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
     m.volatility_bps = st.vol_ewma_bps
     # fills first: resting orders meet the new market (paper; dry-run/live: from the venue)
     if p.exec_mode == MODE_PAPER:
-        match_fills(st, p, m, orders, snap, t0, fill, fctrl, fwords, events)
+        match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events)
     if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
-        trip(st, m, events, t0, TRIP_POSITION_BREACH)
+        trip(st, m, events, now, TRIP_POSITION_BREACH)
     t1 = clock_ns(CLOCK_REALTIME)
     if p.slow_tick_every > 0 and m.ticks_total % p.slow_tick_every == 0:
         while clock_ns(CLOCK_REALTIME) - t1 < p.slow_tick_ns:  # fault injection: slow strategy
             cpu_relax()
-    action = strategy_quote(st, p, snap, t1, quote)
+    # wall clock: the strategy and execution each read it; event time: the tick's time
+    action = strategy_quote(st, p, snap, now if st.event_time != 0 else t1, quote)
     t2 = clock_ns(CLOCK_REALTIME)
-    changes = execute(st, p, m, orders, snap, t2, action, quote, fill, fctrl, fwords, events)
+    ts2 = now if st.event_time != 0 else t2
+    changes = execute(st, p, m, orders, snap, ts2, action, quote, fill, fctrl, fwords, events)
     m.signals_total[action] += 1
     m.last_signal_ns = t2
     if changes > 0:  # logged only when orders changed: no line per unchanged tick
-        _event(st, events, EV_SIGNAL, t2, action, quote[0], quote[1], seq)
+        _event(st, events, EV_SIGNAL, ts2, action, quote[0], quote[1], seq)
     m.open_orders = st.open_orders
     _record_tick(m, snap, t0, t1, t2)
 
@@ -1255,6 +1322,7 @@ def apply_mailbox(st, m, orders, events, mb, now):
     if reset != st.reset_seen:
         st.reset_seen = reset
         st.latched = 0
+        st.loss_tripped = 0  # re-armed: the next fill beyond the limit trips again
         st.failures = 0
         st.window_start_ns = now
         if st.breaker != BREAKER_CLOSED:
@@ -1292,6 +1360,21 @@ def idle(st, p, m, orders, events, now):
 
 
 @nb.njit(cache=True, nogil=True)
+def event_gap(st, p, m, orders, events, now):
+    """Event time, before the tick at ``now``: what the idle loop does between ticks on the
+    wall clock (Fresh -> Stale -> Offline, quotes cancelled, breaker cooldown) happens here,
+    each at the event time it fell due, judged between the ticks' times."""
+    if st.last_tick_ns == 0:
+        return  # no tick yet: the event clock starts with the first one
+    t = st.last_tick_ns + p.stale_after_ns + 1
+    if st.feed_state == FEED_FRESH and t <= now:
+        idle(st, p, m, orders, events, t)
+    t = st.last_tick_ns + p.offline_after_ns + 1
+    if st.feed_state == FEED_STALE and t <= now:
+        idle(st, p, m, orders, events, t)
+
+
+@nb.njit(cache=True, nogil=True)
 def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders, quote,
                fill, fctrl, fwords, events, mb, rpos, stop_ns, ictrl, iwords, ib, vctrl, vwords,
                vb, tids):
@@ -1306,6 +1389,10 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
     gateway's rings (execution.mode dry-run / live; empty stand-ins on paper): venue events
     are applied before each tick and each idle poll, and each pass's orders and cancels
     become intents at its end (``flush_intents``).
+
+    On an event-time ring (``st.event_time``, a replay) "now" is the tick's ``local_recv_ns``
+    (the recorded receive time; kept monotonic in ``st.event_ns``), and between ticks time
+    stands still; the wall clock only stamps the latency histograms (docs/replay.md).
 
     Runs in the engine's hot thread (GIL released) while the Python thread drains fills and
     events concurrently. Returns the number of ticks processed.
@@ -1346,16 +1433,31 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
             store_release(rpos, 0, st.next_pos)  # the slot is copied: the feed may reuse it
             t0 = clock_ns(CLOCK_REALTIME)
             _record_read(m, snap, th, t0)
-            apply_mailbox(st, m, orders, events, mb, t0)
+            now = t0
+            if st.event_time != 0:
+                if snap.local_recv_ns > st.event_ns:
+                    st.event_ns = snap.local_recv_ns
+                now = st.event_ns
+                if m.event_first_ns == 0:
+                    m.event_first_ns = now
+                m.event_now_ns = now
+                event_gap(st, p, m, orders, events, now)
+            apply_mailbox(st, m, orders, events, mb, now)
             if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
                 drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
-                                   tids, events, t0)
-            process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, t0)
+                                   tids, events, now)
+            process_tick(st, p, m, snap, orders, quote, fill, fctrl, fwords, events, now, t0)
+            if st.event_time != 0 and (st.paused == 1 or st.breaker == BREAKER_OPEN):
+                # what the idle loop does right after a tick on the wall clock, done with the
+                # tick: whether an idle pass comes between two ticks depends on the speed
+                cancel_all(st, m, orders, events, now)
             if st.intents_pending != 0:
+                # intent times are wall clock (the gateway measures intent -> sent with them)
                 flush_intents(st, m, orders, events, ictrl, iwords, ib, t0)
                 ti = clock_ns(CLOCK_REALTIME) - t0  # tick read -> its intents in the ring
                 m.tick_to_intent_ns_bucket[bucket_index(LATENCY_NS_EDGES, ti)] += 1
                 m.tick_to_intent_ns_sum += ti
+            st.last_tick_wall_ns = t0
             n += 1
             if t0 >= stop_ns or load_acquire(mb, MB_STOP) != 0:
                 m.log_events_dropped_total = events[EVC_DROPPED]
@@ -1366,17 +1468,29 @@ def engine_run(st_arr, p_arr, m_arr, tctrl, twords, snap_arr, snap_words, orders
                                         - np.int64(m.ring_lost_ticks_total)
                                         - np.int64(m.ticks_skipped_at_attach_total))
             now = clock_ns(CLOCK_REALTIME)
-            apply_mailbox(st, m, orders, events, mb, now)
-            if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
-                drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
-                                   tids, events, now)
-            idle(st, p, m, orders, events, now)
+            if st.event_time == 0:
+                apply_mailbox(st, m, orders, events, mb, now)
+                if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
+                    drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
+                                       tids, events, now)
+                idle(st, p, m, orders, events, now)
+                last_tick = st.last_tick_ns
+            else:
+                # event time stands still between ticks: no staleness (event_gap judges it
+                # at the next tick), only the controls (pause, reset, trips) apply
+                apply_mailbox(st, m, orders, events, mb, st.event_ns)
+                if load_acquire(vctrl, RING_HEAD) != vctrl[RING_TAIL]:
+                    drain_venue_events(st, p, m, orders, vctrl, vwords, vb, fill, fctrl, fwords,
+                                       tids, events, st.event_ns)
+                if st.paused == 1 or st.breaker == BREAKER_OPEN:
+                    cancel_all(st, m, orders, events, st.event_ns)
+                last_tick = st.last_tick_wall_ns
             if st.intents_pending != 0:
                 flush_intents(st, m, orders, events, ictrl, iwords, ib, now)
             if now >= stop_ns or load_acquire(mb, MB_STOP) != 0:
                 m.log_events_dropped_total = events[EVC_DROPPED]
                 return n
-            if p.idle_sleep_ns > 0 and now - st.last_tick_ns > IDLE_SPIN_NS:
+            if p.idle_sleep_ns > 0 and now - last_tick > IDLE_SPIN_NS:
                 sleep_ns(p.idle_sleep_ns)  # idle back-off (config), never between busy ticks
             else:
                 cpu_relax()

@@ -65,6 +65,7 @@ from bog.shm.layouts import (
     REJECT_REASONS,
     RING_CAPACITY,
     RING_CTRL_WORDS,
+    RING_EVENT_TIME,
     RING_HEAD,
     RING_MIN_SIZE_FIXED,
     RING_TICK_FIXED,
@@ -148,6 +149,7 @@ class EngineService(Service):
         self._last_drift = 0
         self._journal_error: str | None = None  # set while journal writes fail
         self._journal_failed_at = 0.0
+        self.event_time = False  # reading an event-time ring (a replay): "now" is the data's
 
         # The metrics block first: it is how a live engine is detected (create() refuses).
         self.metrics = MetricsBlock.create(self.names.engine_metrics, ENGINE)
@@ -188,6 +190,10 @@ class EngineService(Service):
         st["position_fixed"] = self.tracker.position_fixed
         # the executor's ledger: tracked position plus the fills still queued
         st["ledger_fixed"] = self.tracker.position_fixed + carried_pos
+        # the kernel's daily loss limit continues the recovered day
+        st["pnl_entry"] = self.tracker.entry_price
+        st["daily_pnl"] = self.tracker.daily_pnl
+        st["pnl_day"] = self.tracker.day
         self.mb[K.MB_POSITION] = self.tracker.position_fixed
         m = self.metrics.m[0]
         m["pid"] = os.getpid()
@@ -203,6 +209,7 @@ class EngineService(Service):
             log.critical("daily PnL %.2f USD is beyond the daily loss limit %.2f USD at start",
                          self.tracker.daily_pnl, cfg.risk.max_daily_loss_usd)
             self._loss_tripped = True
+            st["loss_tripped"] = 1
             self._request_trip(K.TRIP_DAILY_LOSS)
         # Written before the kernel first runs: with an unwritable journal the breaker is
         # latched before the first tick, so the engine never quotes (see _journal_failed).
@@ -266,6 +273,8 @@ class EngineService(Service):
         seen = self._hot_returns
         self.mb[K.MB_STOP] = 1
         while self._hot_returns == seen and self.hot.is_alive():
+            if self.event_time:
+                self.drain_events()  # the kernel may be waiting for room (event time)
             time.sleep(0.0002)
 
     def _unpark_hot(self) -> None:
@@ -345,8 +354,9 @@ class EngineService(Service):
         stop_drain = self.cfg.execution.fault_stop_fill_drain
         while not self.should_exit:
             time.sleep(DRAIN_PERIOD_S)
-            if not stop_drain and self._journal_error is None:
+            if not stop_drain and self._journal_error is None and not self.event_time:
                 self.drain_fills()  # while the journal fails, housekeeping retries
+            # (event time: drain_events journals each fill at its place among the events)
             self.drain_events()
             now = time.time_ns()
             if now >= next_hk:
@@ -364,19 +374,29 @@ class EngineService(Service):
                             self.ex.vctrl, self.ex.vwords, b.vev, b.trade_ids)
 
     # -- fills ------------------------------------------------------------------------------
-    def drain_fills(self) -> int:
-        """Journal then apply every queued fill, in order; each leaves the queue only once its
-        journal line is completely written. On a journal failure the fill (and every one
-        after it) stays in the queue and ``_journal_failed`` halts trading."""
+    def drain_fills(self, upto: int | None = None) -> int:
+        """Journal then apply every queued fill (with ``upto``: those with an id up to it), in
+        order; each leaves the queue only once its journal line is completely written. On a
+        journal failure the fill (and every one after it) stays in the queue and
+        ``_journal_failed`` halts trading.
+
+        The daily loss limit is the kernel's, at the fill (``K._daily_pnl``); on the wall
+        clock this thread also checks it after each fill (a second line of defence). Not in
+        event time: a trip requested here would land on whichever tick is running when the
+        drain happens, which depends on the machine."""
         total = 0
         ctrl, words = self.fills.ctrl, self.fills.words
         limit = -self.cfg.risk.max_daily_loss_usd
+        check_loss = not self.event_time
         while True:
             n = fills_peek_into(ctrl, words, self.fill_out)
             if n == 0:
                 break
             recs = self.fill_out[:n].view(FILL).reshape(-1)
             for r in recs:
+                if upto is not None and int(r["fill_id"]) > upto:
+                    n = -1
+                    break
                 if not self._journal_write(lambda r=r: self._journal_and_apply(self.tracker, r),
                                            "draining the fill queue"):
                     n = -1
@@ -384,7 +404,7 @@ class EngineService(Service):
                 fills_commit(ctrl, 1)  # journaled: now it may leave the queue
                 total += 1
                 # the limit applies at every fill, not to the net of a batch
-                if self.tracker.daily_pnl <= limit and not self._loss_tripped:
+                if check_loss and self.tracker.daily_pnl <= limit and not self._loss_tripped:
                     self._loss_tripped = True
                     self._request_trip(K.TRIP_DAILY_LOSS)
             if n < 0:
@@ -553,6 +573,12 @@ class EngineService(Service):
             self.journal.event({"type": "OrderCancel", "ts_ms": ts // 1_000_000, "ts_ns": ts,
                                 "order_id": a, "side": "buy" if b > 0 else "sell",
                                 "remaining_qty": d / FIXED})
+        elif typ == K.EV_FILL:
+            # event time: fill ``a`` was queued here among the events; journaled here, so the
+            # journal keeps the kernel's order (while the journal fails, housekeeping's retry
+            # journals the queue instead)
+            if self._journal_error is None:
+                self.drain_fills(upto=a)
         elif typ == K.EV_SIGNAL:
             self._say("signal", logging.INFO, "Signal::%s bid=%.2f ask=%.2f mid=%.2f seq=%d",
                       SIGNAL_LOG_NAMES[a], b / FIXED, c / FIXED, float(self.state[0]["mid"]), d)
@@ -568,9 +594,11 @@ class EngineService(Service):
                       "Rejected snapshot seq %d: %s (bid %.2f ask %.2f)", d, REJECT_REASONS[a],
                       b / FIXED, c / FIXED)
         elif typ == K.EV_BREAKER and c == K.CAUSE_MANUAL:
+            self._journal_breaker(ts, a, b, c, d)
             log.warning("Circuit breaker reset by bogctl (was %s%s)", BREAKER_STATES[a],
                         ", latched" if d else "")
         elif typ == K.EV_BREAKER:
+            self._journal_breaker(ts, a, b, c, d)
             level = logging.CRITICAL if b == K.BREAKER_OPEN else logging.WARNING
             log.log(level, "Circuit breaker %s -> %s (%s)%s", BREAKER_STATES[a],
                     BREAKER_STATES[b], BREAKER_CAUSE[c],
@@ -689,6 +717,22 @@ class EngineService(Service):
         m["orders_pending"] = sum(1 for o in self.buf.orders if int(o["state"]) == K.ORDER_PENDING)
         m["orders_cancel_pending"] = int(st["cancel_pending"])
 
+    def _journal_breaker(self, ts: int, old: int, new: int, cause: int, latched: int) -> None:
+        """A ``Breaker`` record per transition (and per manual reset): the report's time in
+        each breaker state comes from these."""
+        self.journal.event({"type": "Breaker", "ts_ms": ts // 1_000_000, "ts_ns": ts,
+                            "from": BREAKER_STATES[old], "to": BREAKER_STATES[new],
+                            "cause": BREAKER_CAUSE.names[cause].lower(),
+                            "latched": bool(latched)})
+
+    def trading_now(self) -> int:
+        """The engine's time for what acts on trading: the wall clock, or on an event-time
+        ring (a replay) the kernel's event clock (the newest tick's time; 0 before the
+        first)."""
+        if self.event_time:
+            return int(self.state[0]["event_ns"])
+        return self.clock_ns()
+
     # -- housekeeping -----------------------------------------------------------------------
     def housekeeping(self) -> None:
         now = self.clock_ns()
@@ -699,15 +743,25 @@ class EngineService(Service):
         if self._journal_error is not None:
             self._retry_journal()
         self._check_control()
-        self.tracker.roll_day(now)  # (a fill after midnight may already have rolled it)
-        if utc_day(now) != self._day:
-            self._day = utc_day(now)
-            self._loss_tripped = False
-            log.info("new UTC day: daily PnL reset")
-            self._rotate_journal("new UTC day")
-            self._publish_position()
+        if self.event_time:
+            # event time: the daily PnL follows the data's UTC day (the kernel's limit rolls at
+            # the fills); the journal is not rotated by day (a replay keeps one journal)
+            ev = self.trading_now()
+            if ev and self.tracker.roll_day(ev):
+                log.info("new UTC day in the replayed data: daily PnL reset")
+                self._publish_position()
+            else:
+                m["unrealized_pnl_usd"] = self.tracker.unrealized(float(self.state[0]["mid"]))
         else:
-            m["unrealized_pnl_usd"] = self.tracker.unrealized(float(self.state[0]["mid"]))
+            self.tracker.roll_day(now)  # (a fill after midnight may already have rolled it)
+            if utc_day(now) != self._day:
+                self._day = utc_day(now)
+                self._loss_tripped = False
+                log.info("new UTC day: daily PnL reset")
+                self._rotate_journal("new UTC day")
+                self._publish_position()
+            else:
+                m["unrealized_pnl_usd"] = self.tracker.unrealized(float(self.state[0]["mid"]))
         period = self.cfg.execution.reconcile_every_s
         if time.monotonic() - self._last_reconcile >= period:
             self._last_reconcile = time.monotonic()
@@ -782,7 +836,8 @@ class EngineService(Service):
         self.tracker.correct(before + drift)
         # journaled in order with the fills; kept pending (not lost) if the journal fails
         written = self._journal_write(lambda: self.journal.correction(
-            drift, self.tracker.position_fixed, time.time_ns(),
+            drift, self.tracker.position_fixed,
+            self.trading_now() if self.event_time else time.time_ns(),
             f"{what} differs from tracked position",
             flush=self._journal_error is None), "writing a position correction")
         m["position_corrections_total"] += 1
@@ -898,6 +953,7 @@ class EngineService(Service):
                 old = self.ring
                 self._leave_ring()
                 self.ring = _NoFeed()
+                self._set_clock(False)
                 self._publish_read_position(0)
                 self._unpark_hot()
                 old.close(unlink=False)
@@ -917,13 +973,24 @@ class EngineService(Service):
         self._leave_ring()
         self.ring = ring
         skipped = K.ring_attach(self.state, self.metrics.m, ring.head)  # from the newest
+        self._set_clock(int(ring.ctrl[RING_EVENT_TIME]) == 1)
         self._publish_read_position(ring.epoch)
         self._venue_market(ring)
         self._unpark_hot()
         if old.segment is not None:
             old.close(unlink=False)
         log.info("attached to feed ring %s (capacity %d) at its newest snapshot; skipped the "
-                 "%d ticks published before it", self.names.ticks, ring.capacity, skipped)
+                 "%d ticks published before it%s", self.names.ticks, ring.capacity, skipped,
+                 "; event time: the engine's clock is the data's (replay)"
+                 if self.event_time else "")
+
+    def _set_clock(self, event_time: bool) -> None:
+        """Wall clock or event time (kernel parked). In event time the kernel waits for room
+        in the event buffer and the fill queue instead of dropping (nothing lost, whatever the
+        replay's speed), and fills are journaled at their place among the events."""
+        self.event_time = event_time
+        self.state[0]["event_time"] = 1 if event_time else 0
+        self.ev[K.EVC_WAIT] = 1 if event_time else 0
 
     def _publish_read_position(self, epoch: int) -> None:
         """Tell a replay feed which ring this engine reads and where (kernel parked): the
@@ -962,7 +1029,12 @@ class EngineService(Service):
             if self.hot is not None:
                 self._hot_stop = True
                 self.mb[K.MB_STOP] = 1
-                self.hot.join(10)
+                end = time.monotonic() + 10
+                while self.hot.is_alive() and time.monotonic() < end:
+                    self.hot.join(0.005)
+                    if getattr(self, "event_time", False):
+                        self.drain_events()  # the kernel may be waiting for room
+                self.ev[K.EVC_WAIT] = 0
             if self.metrics is not None and self.fills is not None and self.intents is not None:
                 # dry-run/live: everything at the venue is cancelled by a cancel-all intent
                 if not K.cancel_all_venue(self.state, self.metrics.m, self.buf.orders,
@@ -973,11 +1045,15 @@ class EngineService(Service):
                                  "is full; bog-gateway cancels everything when it sees this "
                                  "engine gone", self.names.intents)
             elif self.metrics is not None and self.fills is not None:
+                # event time: the shutdown cancels happen at the data's last time
                 n = K.cancel_all_orders(self.state, self.metrics.m, self.buf.orders,
-                                        self.buf.events, time.time_ns())
+                                        self.buf.events,
+                                        self.trading_now() if self.event_time else time.time_ns())
                 if n:
                     log.info("cancelled %d resting orders on shutdown", n)
             if self.metrics is not None and self.fills is not None:
+                if self.event_time:
+                    self.drain_events()  # fills at their place among the events, then the rest
                 if getattr(self, "_journal_error", None) is not None:
                     self._retry_journal()  # one last try (flush, then drain)
                 else:

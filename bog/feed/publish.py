@@ -6,7 +6,12 @@ import numba as nb
 
 from bog.shm.atomics import CLOCK_REALTIME, clock_ns
 from bog.shm.hist import bucket_index
-from bog.shm.layouts import FEED_LATENCY_US_EDGES, FLAG_FULL_SNAPSHOT, LATENCY_NS_EDGES
+from bog.shm.layouts import (
+    FEED_LATENCY_US_EDGES,
+    FLAG_FULL_SNAPSHOT,
+    LATENCY_NS_EDGES,
+    RING_EVENT_TIME,
+)
 from bog.shm.ring import ticks_commit_head, ticks_write_slot
 
 
@@ -35,7 +40,8 @@ def publish_snapshot(ctrl, words, staging_words, slot, m):
     m.publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, t1 - t0)] += 1
     m.publish_ns_sum += t1 - t0
     # stage breakdown: received/generated -> write starts -> slot written -> head published
-    if slot.local_recv_ns > 0:
+    # (an event-time ring, a replay, carries the recorded receive time: no generate stage)
+    if slot.local_recv_ns > 0 and ctrl[RING_EVENT_TIME] == 0:
         gen = t0 - slot.local_recv_ns
         if gen >= 0:
             m.stage_generate_ns_bucket[bucket_index(LATENCY_NS_EDGES, gen)] += 1

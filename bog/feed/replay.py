@@ -17,14 +17,14 @@ Lifecycle:
    jitter). Speed 0 publishes flat out.
 3. When every row is published ``done`` becomes True; the feed process sets ``replay_done``.
 
-Timestamps are rebased: the recorded timestamps are historic and the engine rejects anything
-older than ``validation.max_age_ms``, so each snapshot is published with
-``local_recv_ns`` = the time it is actually published and ``exchange_ts_ns`` = the time it was
-due minus its recorded latency (``local_recv_ns - exchange_ts_ns`` of a ``bog record`` row;
-0 for CSV). The recorded deltas, divided by the speed, are kept exactly. The feed latency
-histogram therefore shows the recorded latency plus how late the replay runs behind its
-schedule (for CSV at ``--speed max``: 0). If the replay falls more than 1 s behind (a stall),
-the schedule is rebased to now, keeping the deltas from there on.
+Event time: every snapshot is published with its recorded times, ``local_recv_ns`` = its
+recorded time t (the one it is paced by) and ``exchange_ts_ns`` = t minus its recorded latency
+(``local_recv_ns - exchange_ts_ns`` of a ``bog record`` row; 0 for CSV), whatever the speed and
+whenever it is actually published (``local_publish_ns``, the wall clock, as for every feed).
+The ring is marked ``RING_EVENT_TIME``: an engine reading it takes "now" from these times, so
+the same file gives the same decisions at any speed (docs/replay.md, "Event time and
+determinism"). Pacing alone uses the wall clock: if the replay falls more than 1 s behind its
+schedule (a stall), the schedule is rebased to now, keeping the deltas from there on.
 
 Sequence numbers: CSV rows get 1..N in file order over the accepted rows; ``bog record``
 files keep their recorded sequence numbers (so a recorded gap replays as a gap).
@@ -54,6 +54,7 @@ from bog.shm.layouts import (
     DEPTH,
     FIXED,
     FLAG_FULL_SNAPSHOT,
+    RING_EVENT_TIME,
     RING_HEAD,
     TICK_SLOT,
     TICK_SLOT_WORDS,
@@ -782,13 +783,11 @@ def replay_run(rows_words, pace_ts, latency, state, staging, ctrl, words, metric
                 s.anchor_wall_ns = now
                 s.anchor_ts_ns = ts
                 s.rebases += 1
-                due = now
-        else:
-            due = now
         for k in range(2, TICK_SLOT_WORDS):
             sw[k] = rows_words[i, k]
-        slot.exchange_ts_ns = due - latency[i]
-        slot.local_recv_ns = now
+        # event time: the recorded times, whenever the row is published (pacing is wall time)
+        slot.exchange_ts_ns = ts - latency[i]
+        slot.local_recv_ns = ts
         publish_snapshot(ctrl, words, sw, slot, m)
         s.next_row = i + 1
         published += 1
@@ -827,6 +826,7 @@ class ReplaySource:
         self.state = np.zeros(1, REPLAY_STATE)
         self.staging = np.zeros(1, TICK_SLOT)
         self.ring, self.metrics = ring, metrics
+        ring.ctrl[RING_EVENT_TIME] = 1  # before the ring is READY: the engine reads event time
         self._set_chunk(self.stream.first_chunk())
         st = self.stream
         log.info("replay %s (%s) streamed in blocks of %d MiB: first block %d rows to publish, "

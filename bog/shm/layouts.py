@@ -119,6 +119,10 @@ RING_CTRL_WORDS = 8
 RING_TICK_FIXED = 3  # price tick, fixed point
 RING_MIN_SIZE_FIXED = 4  # minimum order size, fixed point
 RING_SIZE_STEP_FIXED = 5  # size increment, fixed point
+# 1 = the ring's timestamps are event time (the replay feed publishes the recorded exchange and
+# receive times): an engine reading it takes "now" from the data, not from its clock
+# (docs/replay.md, "Event time and determinism"). Set before the ring is marked READY.
+RING_EVENT_TIME = 6
 
 FILL_LIQ_MAKER = LIQUIDITY.MAKER
 FILL_LIQ_TAKER = LIQUIDITY.TAKER
@@ -390,6 +394,10 @@ ENGINE_METRICS = np.dtype(
         # feed never publishes more than the ring's capacity beyond it (docs/replay.md).
         ("ring_read_epoch", "<i8"),
         ("ring_read_pos", "<i8"),
+        # Event time (not exported; an engine reading an event-time ring, else 0): the
+        # event time of the first tick it processed and its clock now (the newest tick's)
+        ("event_first_ns", "<i8"),
+        ("event_now_ns", "<i8"),
         ("torn_reads_total", "<u8"),  # seqlock retries
         ("stale_data_total", "<u8"),
         ("offline_total", "<u8"),
