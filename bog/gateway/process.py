@@ -72,6 +72,7 @@ CREDENTIAL_NAME = "lighter-api-key"  # systemd LoadCredential=lighter-api-key:/p
 POLL_S = 0.0005  # intent ring polling period while idle
 HOUSEKEEPING_S = 0.1
 BATCH = 256
+SOCKET_WAIT_S = 2.0  # a send waits this long for the socket, then goes over HTTP
 STOP_TIMEOUT_S = 10.0  # shutdown: cancel-all + dead-man disarm must be answered within this
 VENUE_CODE_BASE = -100  # the venue client's own negative codes (transport...) -> -100 + code
 
@@ -484,6 +485,13 @@ class GatewayService(Service):
                 self._ops_ev.clear()
                 await self._ops_ev.wait()
                 continue
+            if not self.session.stats.connected:  # the socket first; HTTP if it stays down
+                try:
+                    await self.session.wait_connected(SOCKET_WAIT_S)
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+                if not self._ops:
+                    continue
             op = self._ops.popleft()
             try:
                 await self._do(op)
