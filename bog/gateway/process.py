@@ -606,15 +606,22 @@ class GatewayService(Service):
             self._reconcile_now = False
             next_at = time.monotonic() + period
             m = self.metrics.m[0]
+            fills_before = self.session.stats.fills_total
+            read_ns = time.time_ns()  # the snapshot is the venue's state as of (about) now
             try:
                 snap = await self.session.reconcile()
             except (VenueError, OSError) as e:
                 m["reconcile_errors_total"] += 1
                 self._say("reconcile", logging.ERROR, "Venue reconcile failed: %s", e)
                 continue
+            if self.session.stats.fills_total != fills_before:
+                # a fill arrived while the account was read: the snapshot may predate it, and
+                # the engine would see a drift that is not one. Read again at once.
+                self._reconcile_now = True
+                continue
             pos = snap.base_amount * self.sz_unit
             m["venue_position_fixed"] = pos
-            m["venue_position_ns"] = time.time_ns()
+            m["venue_position_ns"] = read_ns  # the engine compares fills applied before it
             m["venue_open_orders"] = len(snap.open_orders)
             m["reconciles_total"] += 1
             if self.engine is not None:
