@@ -195,8 +195,8 @@ def test_live_order_life_place_ack_partial_full_fill(fake, key_file, pipeline_fa
 
 def test_live_requote_replace_post_only_and_nonce_recovery(fake, key_file, pipeline_factory,
                                                            api_key):
-    """A moving book: requotes go as cancel+place batches and the venue never holds more than
-    our two quotes; a quote the book moved through is cancelled post-only and the engine frees
+    """A moving book: requotes (cancels confirmed, then placements) and the venue never holds
+    more than our two quotes; a quote the book moved through is cancelled post-only and the engine frees
     it; another holder of the key spends a nonce: the gateway refetches it and goes on."""
     f = fake(rate=40.0)
     pl = start_live(pipeline_factory(live_config(f, key_file, strategy={"spread_bps": 1.0,
@@ -204,6 +204,8 @@ def test_live_requote_replace_post_only_and_nonce_recovery(fake, key_file, pipel
     wait_for(lambda: int(pl.metrics()["venue_events_total"][VENUE_EVENT.CANCELLED]) >= 6, 90,
              what="requotes (cancels confirmed by the venue)")
     assert len(resting(f)) <= 2
+    # (today's engine requotes by cancelling both sides and placing once the venue confirmed:
+    # never a cancel and a place in one read, so the gateway's replace batch stays unused)
     log = pl.log_text()
     assert "Venue send fell back to HTTP" not in log
 
@@ -284,6 +286,10 @@ def test_engine_kill9_gateway_cancels_everything_restart_position_exact(fake, ke
     wait_for(lambda: int(pl.metrics("gateway")["connected"]) == 1, 60, what="gateway back")
     wait_for(lambda: len(resting(f)) == 2, 60, what="quoting after the gateway restart")
     assert len(fills(pl)) == 1 and tracked_fixed(pl) == 40 * SZ
+    # the journal's trade ids seeded the new gateway: the replay is recognised there
+    g = pl.metrics("gateway")
+    assert int(g["venue_fills_duplicate_total"]) >= 1
+    assert int(g["events_total"][VENUE_EVENT.FILLED]) == 0
     wait_for(lambda: int(pl.metrics("gateway")["reconciles_total"]) >= 2, 10, what="reconciled")
     assert int(pl.metrics()["position_corrections_total"]) == 0
 

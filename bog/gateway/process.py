@@ -512,6 +512,7 @@ class GatewayService(Service):
         elif kind == "replace":
             _, old, coi, side, px, qty, intent_ns = op
             self.metrics.m[0]["intents_sent_total"] += 1  # the cancel of the pair
+            self.metrics.m[0]["replaces_total"] += 1
             await s.replace(old, client_order_index=coi, is_ask=side < 0,
                             price=px // self.px_unit, base_amount=qty // self.sz_unit,
                             post_only=True)

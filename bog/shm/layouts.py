@@ -508,6 +508,7 @@ GATEWAY_METRICS = np.dtype(
         ("venue_fills_duplicate_total", "<u8"),  # trades seen again (replays), not re-applied
         ("dead_man_arms_total", "<u8"),  # scheduled cancel-all (re-)armed at the venue
         ("dead_man_window_s", "<f8"),  # gateway.dead_man_window_s
+        ("replaces_total", "<u8"),  # requotes sent as one cancel+place batch
         ("send_ns_last", "<i8"),  # intent handed to the venue client -> bytes written, excl. signing
     ],
     align=True,
