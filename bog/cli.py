@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "time to first tick, peak RSS, on a generated book_snapshot_10 file")
     p.add_argument("--rows", type=int, default=1_000_000,
                    help="--replay: rows in the generated file (default 1,000,000)")
+    p.add_argument("--gateway", action="store_true",
+                   help="benchmark the live order path (venue client) against bog fake-venue")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
@@ -186,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return _service(MonitorService, cfg, args)
         if args.cmd == "bench":
+            if getattr(args, "gateway", False):
+                from bog.benchgateway import run_bench_gateway
+
+                return run_bench_gateway(cfg, args)
             if getattr(args, "feed", None) == "lighter":
                 from bog.benchlighter import run_bench_lighter
 
