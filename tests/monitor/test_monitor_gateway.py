@@ -251,3 +251,21 @@ def test_health_and_bogctl_status_show_the_gateway_alike(pipeline):
             assert "  gateway  DOWN  starting" in text.splitlines(), text
         else:
             assert code == 503 and doc["status"] == "degraded", (change, doc)
+
+
+def test_dashboard_has_the_gateway_panels_and_they_answer_on_paper():
+    """Four gateway panels in the Safety Nets row; each query falls back to the engine's
+    bog_execution_mode on paper (no gateway series there), so every dashboard query returns
+    data on a paper pipeline too (test_monitor_e2e.py runs them on a real Prometheus)."""
+    import json
+
+    from bog.monitor.assets import render
+
+    d = json.loads(render("grafana"))
+    panels = {p["title"]: p for p in d["panels"]}
+    for title in ("Execution gateway", "Dead-man switch", "Position drift vs venue",
+                  "Venue rejects/min"):
+        p = panels[title]
+        assert p["gridPos"]["y"] > panels["Safety Nets"]["gridPos"]["y"]
+        for t in p["targets"]:
+            assert "bog_gateway_" in t["expr"] and " or bog_execution_mode" in t["expr"]
