@@ -33,7 +33,8 @@ def _local_start(args, cfg) -> int:
     inst = args.instance
     if args.process:
         raise CtlError(f"bogctl start {args.process}: without systemd units the local "
-                       "supervisor runs all the processes: use 'bogctl start' (or "
+                       f"supervisor runs all {'three' if _paper(cfg) else 'four'} processes: use "
+                       "'bogctl start' (or "
                        f"'bogctl restart {args.process}' while it runs)")
     sups = find_supervisors(inst)
     if sups:
@@ -77,6 +78,10 @@ def _local_start(args, cfg) -> int:
          f"bogctl: bog started: {', '.join(list(state)[:-1])} and {list(state)[-1]} up "
          f"(supervisor pid {p.pid}, instance {inst}); logs in {log_dir}/bog.log")
     return 0
+
+
+def _paper(cfg) -> bool:
+    return cfg is None or cfg.execution.mode == "paper"
 
 
 def pipeline_state(instance: str, exec_mode: str = "paper") -> dict[str, str]:

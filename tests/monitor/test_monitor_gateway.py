@@ -269,3 +269,25 @@ def test_dashboard_has_the_gateway_panels_and_they_answer_on_paper():
         assert p["gridPos"]["y"] > panels["Safety Nets"]["gridPos"]["y"]
         for t in p["targets"]:
             assert "bog_gateway_" in t["expr"] and " or bog_execution_mode" in t["expr"]
+
+
+def test_gateway_metrics_pass_promtool_check_metrics(owners, monitor):
+    """A real `bog monitor` (configured for dry-run) serving the gateway's block: promtool
+    lints it with nothing but the accepted unit findings of the latency families."""
+    import subprocess
+
+    import httpx
+    from monsupport import need
+    from test_monitor_http import PROMTOOL_ACCEPTED
+
+    o = owners(processes=("feed", "engine", "gateway"))
+    o.set("gateway", reject_codes=[21104] + [0] * 15, rejects_by_code=[2] + [0] * 15)
+    m = monitor(o.instance, config='[execution]\nmode = "dry-run"\n')
+    text = httpx.get(m.url + "/metrics", timeout=5).text
+    assert 'bog_up{process="gateway"} 1.0' in text
+    assert 'bog_gateway_venue_rejects_by_code_total{code="21104"} 2.0' in text
+    p = subprocess.run([need("promtool"), "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    findings = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert [ln for ln in findings if not PROMTOOL_ACCEPTED.match(ln)] == []
+    assert p.returncode in (0, 3)
