@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ring code, pinned like the feed and the engine (one-way hand-off ns)")
     p.add_argument("--feed", choices=("lighter",),
                    help="benchmark the lighter feed source against bog fake-venue instead")
+    p.add_argument("--gateway", action="store_true",
+                   help="benchmark the live order path (venue client) against bog fake-venue")
     p = sub.add_parser("record", help="capture the ticks ring of a running feed to a file")
     _common(p)
     p.add_argument("--out", required=True)
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return _service(MonitorService, cfg, args)
         if args.cmd == "bench":
+            if getattr(args, "gateway", False):
+                from bog.benchgateway import run_bench_gateway
+
+                return run_bench_gateway(cfg, args)
             if getattr(args, "feed", None) == "lighter":
                 from bog.benchlighter import run_bench_lighter
 

@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from bog.shm.codes import STRATEGY
+from bog.shm.codes import FILL_MODEL, QUEUE_CANCELS, STRATEGY
 
 
 class ConfigError(ValueError):
@@ -121,6 +121,13 @@ class ExecutionConfig:
     maker_latency_ms: float = opt(200.0, 0.0, 60_000.0, doc="order rests this long before it can fill")
     maker_fee_bps: float = opt(0.2, -100.0, 100.0, doc="fee on passive fills (negative = rebate)")
     taker_fee_bps: float = opt(2.0, -100.0, 100.0, doc="fee on aggressive fills")
+    fill_model: str = opt("trade-through", choices=tuple(FILL_MODEL),
+                          doc="paper fills: when the market trades at/through the order "
+                              "(trade-through) or once the queue ahead of it is gone (queue); "
+                              "docs/replay.md 'Fill models'")
+    queue_cancels: str = opt("pro-rata", choices=tuple(QUEUE_CANCELS),
+                             doc="queue model: cancels at our price come from ahead of us "
+                                 "pro rata (pro-rata) or all from behind us (worst-case)")
     fill_queue_size: int = opt(1024, 1, 1 << 20, doc="fill queue capacity (restart to change)")
     reconcile_every_s: float = opt(1.0, 0.01, 3600.0, doc="position reconciliation period")
     journal_dir: str = opt("state", doc="journal directory (owner-only), relative to cwd")

@@ -1,9 +1,9 @@
-"""bog-gateway with real processes over real shared memory (execution.mode dry-run).
+"""bog-gateway with real processes over real shared memory (execution.mode dry-run), its
+start refusals and its limits.
 
-The real gateway runs here in dry-run: it signs nothing yet (the venue client, h/venueclient,
-has not landed on this branch), logs what it would send and answers as the venue would
-(placements acknowledged, cancels confirmed), so the engine's order table runs end to end.
-Live sending against `bog fake-venue` is not covered here yet (docs/live-trading.md)."""
+In dry-run the gateway logs what it would send and answers as the venue would (placements
+acknowledged, cancels confirmed), so the engine's order table runs end to end. Live trading
+against `bog fake-venue` is in tests/test_gateway_live.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 DRY = merge(FAST, {"execution": {"mode": "dry-run", "maker_latency_ms": 20.0},
                    "feed": {"rate_per_s": 500.0}})
-SECRET = "0x5ec7e7c0ffee5ec7e7c0ffee5ec7e7c0ffee5ec7e7c0ffee5ec7e7c0ffee5ec7"
+SECRET = "0x" + "5ec7e7c0ffee" * 6 + "5ec7e7c0"  # the format of a Lighter API key (80 hex)
 
 
 def journal(pl):
@@ -134,9 +134,10 @@ def _key(tmp_path, mode=0o600):
     ("no-account", "needs gateway.account_index"),
     ("no-creds", "needs credentials"),
     ("bad-mode", "mode 0644, must be 0600"),
-    ("no-client", "needs bog's venue client"),
+    ("no-extra", "needs the lighter extra"),
+    ("not-a-key", "not a Lighter API private key"),
 ])
-def test_the_gateway_refuses_to_start_with_one_line(tmp_path, case, needle):
+def test_the_gateway_refuses_to_start_with_one_line(tmp_path, case, needle, monkeypatch):
     live = {"execution": {"mode": "live"},
             "gateway": {"network": "testnet", "account_index": 1, "api_key_index": 2,
                         "api_key_file": _key(tmp_path)}}
@@ -150,8 +151,17 @@ def test_the_gateway_refuses_to_start_with_one_line(tmp_path, case, needle):
         del live["gateway"]["api_key_file"]
     elif case == "bad-mode":
         os.chmod(live["gateway"]["api_key_file"], 0o644)
+    elif case == "not-a-key":
+        with open(live["gateway"]["api_key_file"], "w") as f:
+            f.write("hunter2\n")
+    elif case == "no-extra":
+        # the extra cannot be uninstalled from the shared test venv: an unimportable
+        # 'lighter' stands in for its absence (in this process only)
+        monkeypatch.setitem(sys.modules, "lighter", None)
     with pytest.raises(GatewayRefused, match=needle):
         check_start(_cfg(**live), env={})
+    if case == "no-extra":
+        return  # (a child process would find the installed extra)
     from support import to_toml
 
     cfgp = tmp_path / "bog.toml"

@@ -34,6 +34,8 @@ from bog.shm.codes import (
     CANCEL_ALL_WHY,
     EXEC_MODE,
     FEED_STATE,
+    FILL_MODEL,
+    QUEUE_CANCELS,
     STRATEGY,
     TRIP,
 )
@@ -93,6 +95,8 @@ STRAT_SIMPLE, STRAT_INVENTORY = STRATEGY.SIMPLE, STRATEGY.INVENTORY
 MODE_PAPER = EXEC_MODE.PAPER
 WHY_BREAKER, WHY_PAUSE, WHY_RISK, WHY_SHUTDOWN = (
     CANCEL_ALL_WHY.BREAKER, CANCEL_ALL_WHY.PAUSE, CANCEL_ALL_WHY.RISK, CANCEL_ALL_WHY.SHUTDOWN)
+FILL_TRADE_THROUGH, FILL_QUEUE = FILL_MODEL.TRADE_THROUGH, FILL_MODEL.QUEUE
+QC_PRO_RATA, QC_WORST_CASE = QUEUE_CANCELS.PRO_RATA, QUEUE_CANCELS.WORST_CASE
 
 # Event buffer: 1-D int64 words. Words 0..7 are control (head written by the kernel thread,
 # tail by the Python thread); event i lives at EV_WORDS * (1 + i % EVENT_CAPACITY):
@@ -144,6 +148,11 @@ ORDER = np.dtype(
         ("orig_qty", "<i8"),
         ("placed_ns", "<i8"),
         ("fillable_ns", "<i8"),  # ack + maker latency
+        # queue fill model only (docs/replay.md "Fill models"); fixed point, -1 = not known
+        ("q_joined", "<i8"),  # 1 once the order reached the venue and joined the queue
+        ("q_ahead", "<i8"),  # size ahead of us at our price
+        ("q_shown", "<i8"),  # displayed size at our price when last in view
+        ("q_pend", "<i8"),  # traded at our price, not yet seen leaving the displayed size
     ]
 )
 
@@ -171,6 +180,8 @@ ENGINE_PARAMS = np.dtype(
         ("idle_sleep_ns", "<i8"),  # 0 = busy-poll; else sleep this long per idle poll
         ("slow_tick_every", "<i8"),  # fault injection: every Nth tick is slowed (0 = off)
         ("slow_tick_ns", "<i8"),
+        ("fill_model_code", "<i8"),  # FILL_MODEL code (config execution.fill_model)
+        ("queue_cancels_code", "<i8"),  # QUEUE_CANCELS code (config execution.queue_cancels)
         ("spread_bps", "<f8"),
         ("min_market_spread_bps", "<f8"),
         ("max_market_spread_bps", "<f8"),
@@ -275,6 +286,8 @@ def make_params(cfg: Config) -> np.ndarray:
     r["idle_sleep_ns"] = int(cfg.process.engine_idle_sleep_us * 1e3)
     r["slow_tick_every"] = x.fault_slow_tick_every
     r["slow_tick_ns"] = int(x.fault_slow_tick_us * 1e3)
+    r["fill_model_code"] = FILL_MODEL.index(x.fill_model)
+    r["queue_cancels_code"] = QUEUE_CANCELS.index(x.queue_cancels)
     r["min_best_size_fixed"] = s.min_best_size_btc * FIXED
     r["target_inventory_fixed"] = s.target_inventory_btc * FIXED
     r["exec_mode"] = EXEC_MODE.index(x.mode)
@@ -576,6 +589,9 @@ def _emit_fill(st, p, m, orders, i, qty, now, liquidity, fill, fctrl, fwords, ev
 @nb.njit(cache=True, nogil=True)
 def match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
     """Fill resting orders the market traded through (after the maker latency)."""
+    if p.fill_model_code == FILL_QUEUE:
+        match_fills_queue(st, p, m, orders, snap, now, fill, fctrl, fwords, events)
+        return
     for i in range(orders.shape[0]):
         o = orders[i]
         if o.state == ORDER_EMPTY or now < o.fillable_ns:
@@ -591,6 +607,122 @@ def match_fills(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
                 qty = o.qty
             elif snap.trade_side > 0 and snap.trade_px >= o.price:
                 qty = min(o.qty, snap.trade_sz)
+        if qty > 0:
+            _emit_fill(st, p, m, orders, i, qty, now, FILL_LIQ_MAKER, fill, fctrl, fwords,
+                       events)
+
+
+@nb.njit(cache=True, nogil=True)
+def shown_at(snap, side, price):
+    """Size this tick displays at ``price`` on the side an order of ``side`` rests on (bids
+    for a buy): 0 if no level is there (a new level), -1 if the tick cannot tell (the price is
+    beyond the displayed depth, or the depth words are not this tick's: an incremental update
+    carries only the top of book, so its depth is used only when its level 0 is the top)."""
+    if side > 0:
+        best = snap.bid_px
+        if price > best:
+            return 0  # better than the best bid: nobody is there
+        if price == best:
+            return snap.bid_sz
+        if (snap.flags & FLAG_FULL_SNAPSHOT) == 0 and (
+                snap.bid_px_l[0] != best or snap.bid_sz_l[0] != snap.bid_sz):
+            return -1
+        for k in range(snap.bid_px_l.shape[0]):
+            lp = snap.bid_px_l[k]
+            if lp <= 0:
+                return -1  # end of the displayed depth
+            if lp == price:
+                return snap.bid_sz_l[k]
+            if lp < price:
+                return 0  # between two displayed levels: empty
+        return -1
+    best = snap.ask_px
+    if price < best:
+        return 0
+    if price == best:
+        return snap.ask_sz
+    if (snap.flags & FLAG_FULL_SNAPSHOT) == 0 and (
+            snap.ask_px_l[0] != best or snap.ask_sz_l[0] != snap.ask_sz):
+        return -1
+    for k in range(snap.ask_px_l.shape[0]):
+        lp = snap.ask_px_l[k]
+        if lp <= 0:
+            return -1
+        if lp == price:
+            return snap.ask_sz_l[k]
+        if lp > price:
+            return 0
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _queue_join(o, snap):
+    """The order reaches the venue: it joins behind the size displayed at its price."""
+    shown = shown_at(snap, o.side, o.price)
+    o.q_joined = 1
+    o.q_ahead = shown  # -1: not in view yet; set when it first is
+    o.q_shown = shown
+    o.q_pend = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def match_fills_queue(st, p, m, orders, snap, now, fill, fctrl, fwords, events):
+    """Queue-position fills (docs/replay.md "Fill models"): an order fills only once the
+    size ahead of it at its price is gone, by what trades at its price after that; a book
+    through its price or a trade beyond it fills it in full."""
+    for i in range(orders.shape[0]):
+        o = orders[i]
+        if o.state == ORDER_EMPTY or now < o.fillable_ns:
+            continue
+        side = o.side
+        price = o.price
+        # the book moved through our price: everything ahead of us went first, so did we
+        if (side > 0 and snap.ask_px > 0 and snap.ask_px <= price) or (
+                side < 0 and snap.bid_px > 0 and snap.bid_px >= price):
+            _emit_fill(st, p, m, orders, i, o.qty, now, FILL_LIQ_MAKER, fill, fctrl, fwords,
+                       events)
+            continue
+        if o.q_joined == 0:
+            # reached the venue (maker latency) since the last tick: joins behind what this
+            # tick displays; this tick's trade printed before it arrived
+            _queue_join(o, snap)
+            continue
+        # trades: an aggressor hitting our side at our price eats the queue ahead, then us;
+        # one printing beyond our price took our whole level, us included
+        qty = 0
+        tp = snap.trade_px
+        if tp > 0 and snap.trade_sz > 0 and (
+                (side > 0 and snap.trade_side < 0) or (side < 0 and snap.trade_side > 0)):
+            if (side > 0 and tp < price) or (side < 0 and tp > price):
+                qty = o.qty
+            elif tp == price and o.q_ahead >= 0:
+                v = snap.trade_sz
+                eaten = min(o.q_ahead, v)
+                o.q_ahead -= eaten
+                qty = min(o.qty, v - eaten)
+                o.q_pend += v - qty  # displayed size that traded
+        # cancellations: the displayed size shrank by more than what traded there
+        shown = shown_at(snap, side, price)
+        if shown >= 0:
+            if o.q_ahead < 0:
+                o.q_ahead = shown  # comes into view: behind all of it
+            else:
+                drop = o.q_shown - shown
+                if drop > 0:
+                    explained = min(drop, o.q_pend)
+                    o.q_pend -= explained
+                    cancelled = drop - explained
+                    level = o.q_shown - explained  # ahead + behind us before the cancels
+                    if cancelled > 0 and level > 0 and p.queue_cancels_code == QC_PRO_RATA:
+                        # our share of the cancels: ahead / (ahead + behind), rounded down
+                        cut = int(float(cancelled) * float(o.q_ahead) / float(level))
+                        o.q_ahead -= min(cut, o.q_ahead)
+                # worst case (and any rule): never more ahead of us than is displayed
+                if o.q_ahead > shown:
+                    o.q_ahead = shown
+            o.q_shown = shown
+            if o.q_pend > shown:
+                o.q_pend = shown  # the displayed size cannot drop by more than it shows
         if qty > 0:
             _emit_fill(st, p, m, orders, i, qty, now, FILL_LIQ_MAKER, fill, fctrl, fwords,
                        events)
@@ -888,6 +1020,10 @@ def _place(st, p, m, orders, side, price, qty, now, snap, fill, fctrl, fwords, e
             o.orig_qty = qty
             o.placed_ns = now
             o.fillable_ns = now + p.maker_latency_ns
+            if p.fill_model_code == FILL_QUEUE:
+                o.q_joined = 0
+                if p.maker_latency_ns == 0:
+                    _queue_join(o, snap)  # at the venue at once: behind this tick's book
             m.orders_placed_total[0 if side > 0 else 1] += 1
             _event(st, events, EV_ORDER_SUBMIT, now, o.order_id, side, price, qty)
             # an order priced through the market executes at once, as a taker

@@ -764,6 +764,11 @@ class EngineService(Service):
             if snap_ns == getattr(self, "_last_venue_snap", 0):
                 return
             self._last_venue_snap = snap_ns
+            if (int(self.metrics.m[0]["last_fill_ns"]) >= snap_ns
+                    or (self.vring is not None and self.vring.depth > 0)):
+                # a fill applied after the venue's account was read, or events still in the
+                # ring: tracked and venue are not of the same moment; wait for the next read
+                return
             ledger = int(g["venue_position_fixed"])
             what = "venue position"
         # every queued fill, however deep the queue (no fixed-size copy)

@@ -111,6 +111,13 @@ LIQUIDITY = Codes(MAKER="maker", TAKER="taker")
 # strategy (kernel parameter; config ``strategy.name`` choices)
 STRATEGY = Codes(SIMPLE="simple-spread", INVENTORY="inventory")
 
+# paper fill model (kernel parameter; config ``execution.fill_model`` choices; docs/replay.md)
+FILL_MODEL = Codes(TRADE_THROUGH="trade-through", QUEUE="queue")
+
+# queue fill model: who cancelled when the displayed size at our price shrank without trades
+# (kernel parameter; config ``execution.queue_cancels`` choices)
+QUEUE_CANCELS = Codes(PRO_RATA="pro-rata", WORST_CASE="worst-case")
+
 
 def signal_log_name(code: int) -> str:
     """``quote_both`` -> ``QuoteBoth``: the guide's ``Signal::QuoteBoth`` log form."""

@@ -498,6 +498,18 @@ GATEWAY_METRICS = np.dtype(
         ("intent_to_ack_us_sum", "<f8"),
         ("sign_us_bucket", "<u8", (NB_GW_US,)),
         ("sign_us_sum", "<f8"),
+        # live (h/live): the venue session's own counters, copied from VenueSession.stats
+        ("venue_open_orders", "<i8"),  # last reconcile: orders resting at the venue
+        ("reconciles_total", "<u8"),  # venue account state reads that succeeded
+        ("reconcile_errors_total", "<u8"),  # ... that failed (logged "Venue reconcile failed")
+        ("http_fallback_total", "<u8"),  # txs sent over HTTP because the socket was down/silent
+        ("send_errors_total", "<u8"),  # txs neither the socket nor HTTP answered
+        ("venue_fills_total", "<u8"),  # venue trades of ours turned into fill events
+        ("venue_fills_duplicate_total", "<u8"),  # trades seen again (replays), not re-applied
+        ("dead_man_arms_total", "<u8"),  # scheduled cancel-all (re-)armed at the venue
+        ("dead_man_window_s", "<f8"),  # gateway.dead_man_window_s
+        ("replaces_total", "<u8"),  # requotes sent as one cancel+place batch
+        ("send_ns_last", "<i8"),  # intent handed to the venue client -> bytes written, excl. signing
     ],
     align=True,
 )

@@ -27,7 +27,7 @@ PROMTOOL_ACCEPTED = re.compile(
     r"bog_feed_stage_(?:generate|slot_write|head_publish)(?:_max)?_ns|"
     # execution: the engine's tick->intent and the gateway's latency families
     r"bog_tick_to_intent_ns|bog_gateway_intent_to_sent_ns|bog_gateway_intent_to_ack_us|"
-    r"bog_gateway_sign_us) "
+    r"bog_gateway_sign_us|bog_gateway_last_send_ns) "
     r"metric names should not contain abbreviated units$")
 
 
