@@ -2,11 +2,16 @@
 
 ``bogctl install-units`` writes what ``render_units()`` returns. The layout:
 
-- ``bog-feed.service``, ``bog-engine.service``, ``bog-monitor.service``: one ``Type=notify``
+- ``bog-feed.service``, ``bog-engine.service``, ``bog-monitor.service`` (and
+  ``bog-gateway.service`` when ``execution.mode`` is dry-run or live): one ``Type=notify``
   unit per process (READY after the kernels are compiled, a watchdog fed from each process's
   housekeeping loop), pinned with ``CPUAffinity=`` from the config's ``[process]`` cores.
   The engine is ordered after the feed (ordering only); the monitor depends on neither.
-- ``bog-trading.target``: starts all three; every unit is ``PartOf=`` it, so
+- ``bog-gateway.service`` (dry-run / live only; paper renders no gateway unit at all): the
+  execution gateway, ordered after the engine, the only unit with the venue API key
+  (``LoadCredential=lighter-api-key:...``, read by systemd as root from an owner-only file and
+  handed to the gateway alone in ``$CREDENTIALS_DIRECTORY``) and outbound network.
+- ``bog-trading.target``: starts all of them; every unit is ``PartOf=`` it, so
   ``systemctl restart bog-trading.target`` restarts them all (engine stopped before the feed).
 - ``bog-trading.slice``: all three run in it, so ``journalctl -u bog-trading.slice`` is every
   line the processes logged. systemd appends ``.service`` to a bare name, which is why the
@@ -34,14 +39,18 @@ from bog.config import Config
 
 TARGET = "bog-trading.target"
 SLICE = "bog-trading.slice"
-PROCESSES = ("feed", "engine", "monitor")
+PROCESSES = ("feed", "engine", "monitor")  # every execution mode
+ALL_PROCESSES = PROCESSES + ("gateway",)  # bog-gateway: execution.mode dry-run / live only
+# where LoadCredential= reads the venue API key (root-owned, 0600); a drop-in can change it
+API_KEY_CREDENTIAL_PATH = "/etc/bog/lighter-api-key"
 SYSUSERS_FILE = "bog.conf"
 UNIT_DIR = "etc/systemd/system"
 SYSUSERS_DIR = "etc/sysusers.d"
 
 # MemoryMax per process: numba + llvmlite + numpy is ~150 MB resident; the rings are small.
-MEMORY_MAX = {"feed": "768M", "engine": "1G", "monitor": "768M"}
+MEMORY_MAX = {"feed": "768M", "engine": "1G", "monitor": "768M", "gateway": "768M"}
 DESCRIPTION = {
+    "gateway": "execution gateway: order intents to the venue (dry-run / live)",
     "feed": "market data feed: publishes snapshots into the ticks ring",
     "engine": "strategy and paper execution on every tick",
     "monitor": "monitor: /metrics, /health, /alerts on the loopback",
@@ -50,6 +59,11 @@ DESCRIPTION = {
 
 def unit_name(process: str) -> str:
     return f"bog-{process}.service"
+
+
+def processes_for(cfg: Config) -> tuple[str, ...]:
+    """The units of this config: the gateway only when ``execution.mode`` is not paper."""
+    return PROCESSES if cfg.execution.mode == "paper" else ALL_PROCESSES
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,8 @@ def _cores(cfg: Config, process: str, ncpu: int = 0) -> list[int]:
         if pc.engine_core < 0:
             return []  # the hot thread is not pinned: do not confine the process
     else:
-        want = [pc.feed_core if process == "feed" else pc.monitor_core]
+        want = [{"feed": pc.feed_core, "monitor": pc.monitor_core,
+                 "gateway": pc.gateway_core}[process]]
     # a core the machine does not have: the same fallback as pin_to_core (core % ncpu)
     return sorted({(c % ncpu if ncpu and c >= ncpu else c) for c in want if c >= 0})
 
@@ -132,6 +147,11 @@ def _service(o: UnitOptions, process: str) -> str:
               "# feed and survives its restarts, and its own restart must not start a feed that",
               "# was stopped on purpose",
               "After=bog-feed.service"]
+    if process == "gateway":
+        L += ["# started after the engine (it reads the engine's intent ring), but no Wants=:",
+              "# it waits for a missing engine, and cancels everything at the venue when the",
+              "# engine's heartbeat stops",
+              "After=bog-engine.service"]
     L += ["# at most 10 starts in 5 minutes, then the unit stays failed (systemctl reset-failed)",
           "StartLimitIntervalSec=300", "StartLimitBurst=10"]
     L += ["", "[Service]", "Type=notify", "NotifyAccess=main",
@@ -184,6 +204,8 @@ def _service(o: UnitOptions, process: str) -> str:
         L += ["# descriptors: [monitor] max_connections HTTP connections plus what the monitor",
               "# keeps for itself; the monitor sizes its cap from this limit when it is smaller",
               f"LimitNOFILE={cfg.monitor.max_connections + RESERVED_FDS}"]
+    if process == "gateway":
+        L += _gateway_credential(cfg)
     L += [f"MemoryMax={MEMORY_MAX[process]}", "TasksMax=256"]
     L += ["", "# hardening (systemd-analyze security bog-*.service; docs/operations.md)",
           "NoNewPrivileges=yes",
@@ -232,6 +254,8 @@ def _service(o: UnitOptions, process: str) -> str:
             L += [f"# [monitor] host = {cfg.monitor.host}: no IP address restriction"]
     elif process == "feed" and cfg.feed.source == "lighter":
         L += _venue_network(cfg)
+    elif process == "gateway":
+        L += _gateway_network(cfg)
     else:
         L += ["# no network at all: shared memory in, shared memory out",
               "PrivateNetwork=yes", "IPAddressDeny=any", "RestrictAddressFamilies=AF_UNIX"]
@@ -258,10 +282,48 @@ def _venue_network(cfg: Config) -> list[str]:
     return L
 
 
+def _gateway_network(cfg: Config) -> list[str]:
+    """bog-gateway: outbound WebSocket/HTTPS to the venue's order API; nothing listens."""
+    from urllib.parse import urlsplit
+
+    from bog.venue.lighter import ws_url
+
+    host = urlsplit(ws_url(cfg.gateway.network or "testnet", cfg.gateway.url)).hostname or ""
+    L = ["# the gateway talks to the venue (orders, account stream, REST reconciliation):",
+         "# outbound WebSocket/HTTPS; dry-run sends nothing but keeps the same sandbox",
+         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        L += [f"# venue URL on the loopback ({host}, bog fake-venue): no other address",
+              "IPAddressDeny=any", "IPAddressAllow=localhost"]
+    else:
+        L += [f"# venue {host}: its addresses are not fixed, so no IPAddressAllow= list"]
+    return L
+
+
+def _gateway_credential(cfg: Config) -> list[str]:
+    """The venue API key as a systemd credential: systemd (root) reads the owner-only file
+    and gives bog-gateway, and no other unit, a private read-only copy."""
+    L = ["# the venue API key: systemd reads this root-owned 0600 file at start and hands a",
+         "# private read-only copy to this unit only ($CREDENTIALS_DIRECTORY/lighter-api-key,",
+         "# readable by its user alone); the key never is in the environment or a command line"]
+    if cfg.gateway.api_key_file:
+        L += [f"# gateway.api_key_file = {cfg.gateway.api_key_file} in the config: the gateway",
+              "# reads that file itself (owned by its user, mode 0600) and ignores the",
+              "# credential; set it to \"\" to use the credential"]
+    if cfg.execution.mode == "live":
+        L.append(f"LoadCredential=lighter-api-key:{API_KEY_CREDENTIAL_PATH}")
+    else:
+        L += ["# dry-run signs only when it has a key: uncomment (in a drop-in) to sign with it",
+              f"#LoadCredential=lighter-api-key:{API_KEY_CREDENTIAL_PATH}"]
+    return L
+
+
 def _target(o: UnitOptions) -> str:
-    units = " ".join(unit_name(p) for p in PROCESSES)
+    procs = processes_for(o.cfg)
+    units = " ".join(unit_name(p) for p in procs)
     L = _header(o, TARGET)
-    L += ["# systemctl start|stop|restart bog-trading.target acts on all three processes",
+    n = {3: "three", 4: "four"}.get(len(procs), str(len(procs)))
+    L += [f"# systemctl start|stop|restart bog-trading.target acts on all {n} processes",
           "# (they are PartOf= this target); systemctl enable bog-trading.target starts bog at",
           "# boot.", "",
           "[Unit]", f"Description=bog market-making pipeline (instance {o.instance})",
@@ -288,7 +350,7 @@ def _sysusers(o: UnitOptions) -> str:
 
 def render_units(o: UnitOptions) -> dict[str, str]:
     """Relative path (under the install prefix) -> file text."""
-    out = {f"{UNIT_DIR}/{unit_name(p)}": _service(o, p) for p in PROCESSES}
+    out = {f"{UNIT_DIR}/{unit_name(p)}": _service(o, p) for p in processes_for(o.cfg)}
     out[f"{UNIT_DIR}/{TARGET}"] = _target(o)
     out[f"{UNIT_DIR}/{SLICE}"] = _slice(o)
     out[f"{SYSUSERS_DIR}/{SYSUSERS_FILE}"] = _sysusers(o)
@@ -342,7 +404,7 @@ def needed_paths(o: UnitOptions) -> dict[str, str]:
 def check_visible(o: UnitOptions, files: dict[str, str] | None = None) -> None:
     """Raise UnitPathError if a unit would not see the venv, its Python, bog or the config."""
     files = files if files is not None else render_units(o)
-    for process in PROCESSES:
+    for process in processes_for(o.cfg):
         hidden = hidden_paths(files[f"{UNIT_DIR}/{unit_name(process)}"])
         for path, what in needed_paths(o).items():
             p = os.path.normpath(os.path.abspath(path))

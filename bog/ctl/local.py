@@ -23,7 +23,7 @@ def register(sub, common) -> None:
     for verb in ("start", "stop", "restart"):
         p = sub.add_parser(verb, parents=[common],
                            help=f"{verb} bog (systemctl if the units are installed)")
-        p.add_argument("process", nargs="?", choices=("feed", "engine", "monitor"))
+        p.add_argument("process", nargs="?", choices=("feed", "engine", "monitor", "gateway"))
         p.add_argument("--timeout", type=float, default=120.0,
                        help="seconds to wait for the processes (local supervisor)")
         p.set_defaults(func=cmd_lifecycle)
@@ -33,7 +33,8 @@ def _local_start(args, cfg) -> int:
     inst = args.instance
     if args.process:
         raise CtlError(f"bogctl start {args.process}: without systemd units the local "
-                       "supervisor runs all three processes: use 'bogctl start' (or "
+                       f"supervisor runs all {'three' if _paper(cfg) else 'four'} processes: use "
+                       "'bogctl start' (or "
                        f"'bogctl restart {args.process}' while it runs)")
     sups = find_supervisors(inst)
     if sups:
@@ -41,7 +42,7 @@ def _local_start(args, cfg) -> int:
                     "already_running": True},
              f"bogctl: bog is already running (supervisor pid {sups[0]}, instance {inst})")
         return 0
-    running = [p for p in ("feed", "engine") if shm_pid(inst, p)]
+    running = [p for p in ("feed", "engine", "gateway") if shm_pid(inst, p)]
     if running:
         raise CtlError(f"bogctl start: {' and '.join(running)} of instance {inst} already run "
                        "outside a supervisor (started by hand?): stop them first ('bogctl stop')")
@@ -57,7 +58,8 @@ def _local_start(args, cfg) -> int:
                              start_new_session=True, env=env)
 
     t0 = time.time()
-    state = wait_up(inst, p, args.timeout)
+    mode = cfg.execution.mode if cfg is not None else "paper"
+    state = wait_up(inst, p, args.timeout, mode)
     if p.poll() is not None or any(v != "up" for v in state.values()):
         down = [f"{name} {why}" for name, why in state.items() if why != "up"]
         errors = _error_lines(log_dir, inst, t0)
@@ -73,20 +75,24 @@ def _local_start(args, cfg) -> int:
         raise CtlError(f"bogctl start: {msg}; last errors (logs in {log_dir}/bog.log):\n{tail}", 1)
     emit(args, {"ok": True, "via": "supervisor", "action": "start", "pid": p.pid,
                 "processes": state},
-         f"bogctl: bog started: feed, engine and monitor up (supervisor pid {p.pid}, instance "
-         f"{inst}); logs in {log_dir}/bog.log")
+         f"bogctl: bog started: {', '.join(list(state)[:-1])} and {list(state)[-1]} up "
+         f"(supervisor pid {p.pid}, instance {inst}); logs in {log_dir}/bog.log")
     return 0
 
 
-def pipeline_state(instance: str) -> dict[str, str]:
-    """"up", or why not, for each process: feed and engine from shared memory, the monitor
-    from the address it published and its /health answering."""
-    reader = ShmReader(instance)
+def _paper(cfg) -> bool:
+    return cfg is None or cfg.execution.mode == "paper"
+
+
+def pipeline_state(instance: str, exec_mode: str = "paper") -> dict[str, str]:
+    """"up", or why not, for each process: feed, engine and (dry-run/live) gateway from shared
+    memory, the monitor from the address it published and its /health answering."""
+    reader = ShmReader(instance, exec_mode=exec_mode)
     try:
         procs = reader.read().procs
     finally:
         reader.close()
-    state = {p: "up" if procs[p].up else procs[p].state for p in ("feed", "engine")}
+    state = {p: "up" if info.up else info.state for p, info in procs.items()}
     addr = address.lookup(instance)
     if addr is None:
         state["monitor"] = "not listening"
@@ -97,7 +103,8 @@ def pipeline_state(instance: str) -> dict[str, str]:
     return state
 
 
-def wait_up(instance: str, supervisor: subprocess.Popen, timeout_s: float) -> dict[str, str]:
+def wait_up(instance: str, supervisor: subprocess.Popen, timeout_s: float,
+            exec_mode: str = "paper") -> dict[str, str]:
     """Poll until every process is up, the supervisor exited, or ``timeout_s`` passed."""
     state: dict[str, str] = {}
 
@@ -105,7 +112,7 @@ def wait_up(instance: str, supervisor: subprocess.Popen, timeout_s: float) -> di
         nonlocal state
         if supervisor.poll() is not None:
             return True
-        state = pipeline_state(instance)
+        state = pipeline_state(instance, exec_mode)
         return all(v == "up" for v in state.values())
 
     wait(done, timeout_s)
@@ -140,7 +147,7 @@ def _local_stop(args, cfg) -> int:
     if sups:
         targets = sups
     else:
-        names = [args.process] if args.process else ["feed", "engine"]
+        names = [args.process] if args.process else ["gateway", "engine", "feed"]
         targets = [pid for pid in (shm_pid(inst, n) for n in names if n != "monitor") if pid]
         if not targets:
             emit(args, {"ok": True, "via": "supervisor", "action": "stop", "was_running": False},

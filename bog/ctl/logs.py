@@ -18,7 +18,7 @@ def register(sub, common) -> None:
     p.add_argument("-p", "--priority", help="at most this syslog priority: err, warning, ... or 0-7")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("-n", "--lines", type=int, help="only the last N matching lines")
-    p.add_argument("--process", choices=("feed", "engine", "monitor"))
+    p.add_argument("--process", choices=("feed", "engine", "monitor", "gateway"))
     p.add_argument("--source", choices=("auto", "journal", "file"), default="auto",
                    help="auto: the journal when the systemd units are installed")
     p.set_defaults(func=cmd_logs)
@@ -26,14 +26,14 @@ def register(sub, common) -> None:
 
 def cmd_logs(args, cfg) -> int:
     from bog import logview as lv
-    from bog.units import PROCESSES, TARGET, unit_name, units_installed
+    from bog.units import ALL_PROCESSES, TARGET, unit_name, units_installed
 
     prio = lv.parse_priority(args.priority) if args.priority else None
     since_ts = lv.parse_since(args.since) if args.since else None
     use_journal = args.source == "journal" or (args.source == "auto" and units_installed())
     if use_journal:
         units = [unit_name(args.process)] if args.process else (
-            [unit_name(p) for p in PROCESSES] + [TARGET])
+            [unit_name(p) for p in ALL_PROCESSES] + [TARGET])  # (no gateway unit: no lines)
         cmd = lv.journal_command(units, args.since, args.priority, args.follow, args.lines)
         entries = lv.journal_entries(cmd)
         since_ts = None  # journalctl applied it (and understands more forms than we do)

@@ -61,13 +61,13 @@ def child_pid(parent: int, process: str) -> int:
 
 
 def shm_pid(instance: str, process: str) -> int:
-    """PID of a live feed/engine from its metrics block, 0 if none."""
+    """PID of a live feed/engine/gateway from its metrics block, 0 if none."""
     reader = ShmReader(instance)
     try:
-        info = reader.read().procs[process]
+        info = reader.read().procs.get(process)  # the gateway only when its segment exists
     finally:
         reader.close()
-    return info.pid if info.rec is not None else 0  # rec only while the owner is alive
+    return info.pid if info is not None and info.rec is not None else 0  # rec: owner alive
 
 
 def alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from bog.ctl.common import EXIT_DEGRADED, EXIT_HEALTHY, EXIT_NOT_RUNNING
 from bog.ctl.monitor import monitor_up
 from bog.ctl.systemd import systemd_units_state
-from bog.monitor.health import Facts, judge, venue_doc
+from bog.monitor.health import Facts, gateway_doc, judge, venue_doc
 from bog.monitor.reader import ShmReader
 from bog.shm.codes import BREAKER, FEED_STATE
 from bog.shm import SegmentNames
@@ -47,7 +47,8 @@ def _process_json(info, now_ns: int, attach_error: str | None) -> dict:
 def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
     """Two reads of shared memory ``sample_s`` apart (the monitor's ShmReader: the same
     process states, up/stalled/crashed/absent, as /health)."""
-    reader = ShmReader(instance)
+    mode = cfg.execution.mode if cfg is not None else "paper"
+    reader = ShmReader(instance, exec_mode=mode)
     try:
         r1 = reader.read()
         if sample_s > 0 and any(p.rec is not None for p in r1.procs.values()):
@@ -71,6 +72,9 @@ def collect_status(instance: str, cfg, sample_s: float = 0.5) -> dict:
         venue = venue_doc(f2)  # a live venue feed (source lighter), else None
         if venue is not None:
             out["venue"] = venue
+    gw = gateway_doc(r2.procs.get("gateway"), r2.wall_ns, mode)  # None on paper
+    if gw is not None:
+        out["gateway"] = gw
     e1, e = r1.rec(ENGINE), r2.rec(ENGINE)
     if e is not None:
         e1 = e if e1 is None else e1
@@ -156,7 +160,7 @@ def _judge(out: dict) -> tuple[str, list[str]]:
         feed_state=FEED_STATE.index(e["feed_state"]) if e else None,
         paused=e.get("paused"),
         critical_alerts=tuple(p["monitor"].get("critical_alerts") or ()),
-        venue=out.get("venue")))
+        venue=out.get("venue"), gateway=out.get("gateway")))
 
 
 def _paused_text(e: dict) -> str:
@@ -204,6 +208,9 @@ def _fmt_status(s: dict, color: bool) -> str:
             lines.append(f"venue:    DOWN: {v['last_error']} (last frame "
                          f"{v['last_frame_age_s']:.1f} s ago), {v['reconnects']} reconnects, "
                          "reconnecting")
+    g = s.get("gateway")
+    if g and g.get("network"):  # the gateway's block was readable
+        lines.append(_gateway_line(g))
     f = s.get("feed")
     if f:
         lines.append(f"feed:     {f['messages_per_s']:.0f} msg/s  seq {f['last_sequence']}  "
@@ -231,6 +238,21 @@ def _fmt_status(s: dict, color: bool) -> str:
             f"{e['ring_lost_ticks']}  spread {e['spread_bps']} bps  mid {e['mid_price_usd']:.2f}",
         ]
     return "\n".join(lines)
+
+
+def _gateway_line(g: dict) -> str:
+    if g["dead_man_armed"]:
+        left = g["dead_man_expires_in_s"]
+        dm = f"dead-man armed ({left:.0f} s left)" if left is not None else "dead-man armed"
+    else:
+        dm = "dead-man NOT armed" if g["mode"] == "live" else "dead-man off (dry-run)"
+    venue = "venue connected" if g["venue_connected"] else "venue DOWN"
+    drift = g["position_drift_btc"]
+    drift = "drift n/a" if drift is None else f"drift {drift:+.6f}"
+    return (f"gateway:  {g['mode']} on {g['network']}  {venue}  {dm}  in flight "
+            f"{g['inflight_orders']}  open {g['open_orders']}  {drift}  sent "
+            f"{g['intents_sent']}  refused {g['intents_refused']}  rejects {g['venue_rejects']}"
+            f"{'' if g['engine_attached'] else '  engine NOT attached'}")
 
 
 def cmd_status(args, cfg) -> int:

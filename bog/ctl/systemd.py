@@ -25,16 +25,21 @@ def register(sub, common) -> None:
 
 
 def systemd_units_state() -> dict | None:
-    """ActiveState/SubState/MainPID/NRestarts of each bog unit, None without the units."""
-    from bog.units import PROCESSES, TARGET, unit_name, units_installed
+    """ActiveState/SubState/MainPID/NRestarts of each bog unit, None without the units
+    (bog-gateway.service only where it is installed: execution.mode dry-run / live)."""
+    from bog.units import ALL_PROCESSES, PROCESSES, TARGET, unit_name, units_installed
 
     if not units_installed():
         return None
     out = {}
-    for unit in [TARGET] + [unit_name(p) for p in PROCESSES]:
-        r = subprocess.run(["systemctl", "show", "-p", "ActiveState,SubState,MainPID,NRestarts",
-                            unit], capture_output=True, text=True)
+    for unit in [TARGET] + [unit_name(p) for p in ALL_PROCESSES]:
+        r = subprocess.run(["systemctl", "show", "-p",
+                            "LoadState,ActiveState,SubState,MainPID,NRestarts", unit],
+                           capture_output=True, text=True)
         kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+        if unit not in [TARGET] + [unit_name(p) for p in PROCESSES] \
+                and kv.get("LoadState") != "loaded":
+            continue  # paper: no gateway unit
         out[unit] = {"active": kv.get("ActiveState", "?"), "sub": kv.get("SubState", "?"),
                      "main_pid": int(kv.get("MainPID", "0") or 0),
                      "restarts": int(kv.get("NRestarts", "0") or 0)}

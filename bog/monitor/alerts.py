@@ -28,7 +28,7 @@ import numpy as np
 
 from bog.monitor.history import History, Window
 from bog.monitor.reader import Reading
-from bog.shm.codes import BREAKER, FEED_STATE
+from bog.shm.codes import BREAKER, EXEC_MODE, FEED_STATE
 from bog.shm.layouts import FEED_LATENCY_US_EDGES, LATENCY_NS_EDGES, STALE_AGE_US_EDGES
 
 log = logging.getLogger("bog.monitor")
@@ -124,15 +124,31 @@ def _stale(ctx: Context) -> float | None:
 
 
 def _untrusted(ctx: Context) -> float | None:
-    """Segments refused as untrusted by the engine and the feed. (The monitor's own refusals
-    are logged CRITICAL where they happen; the Prometheus rule counts them too.)"""
-    seen = [v for v in (ctx.w.gauge(p, "shm_untrusted_total") for p in ("engine", "feed"))
-            if v is not None]
+    """Segments refused as untrusted by the engine, the feed and the gateway. (The monitor's
+    own refusals are logged CRITICAL where they happen; the Prometheus rule counts them too.)"""
+    seen = [v for v in (ctx.w.gauge(p, "shm_untrusted_total")
+                        for p in ("engine", "feed", "gateway")) if v is not None]
     return sum(seen) if seen else None
 
 
 def _process_down(ctx: Context) -> dict[str, float]:
-    return {p: 0.0 if info.up else 1.0 for p, info in ctx.w.now.procs.items()}
+    """Feed and engine (``bog_up{process=~"feed|engine"}``); the gateway has GatewayDown."""
+    return {p: 0.0 if info.up else 1.0 for p, info in ctx.w.now.procs.items()
+            if p in ("feed", "engine")}
+
+
+def _gateway_up(ctx: Context) -> float | None:
+    """1/0 while a gateway is expected (dry-run/live; ``bog_up{process="gateway"}``), None on
+    paper: no gateway expected, nothing to say."""
+    info = ctx.w.now.procs.get("gateway")
+    return None if info is None else (1.0 if info.up else 0.0)
+
+
+def _dead_man_armed(ctx: Context) -> float | None:
+    """The dead-man switch, in live mode only (dry-run sends nothing: nothing to arm)."""
+    if ctx.w.gauge("gateway", "mode") != EXEC_MODE.LIVE:
+        return None
+    return ctx.w.gauge("gateway", "dead_man_armed")
 
 
 RULES: tuple[AlertRule, ...] = (
@@ -198,6 +214,21 @@ RULES: tuple[AlertRule, ...] = (
     AlertRule("TickAccountingBroken", WARNING, 30, ">", 0,
               lambda c: _abs(c.w.gauge("engine", "ring_unaccounted_ticks")),
               "Ticks neither processed, lost nor skipped (published != accounted)"),
+    # -- execution gateway (dry-run / live; no gateway series on paper: never active) ---------
+    AlertRule("GatewayDown", CRITICAL, 10, "==", 0, _gateway_up,
+              "bog-gateway is not running (dry-run/live): no quoting, orders at the venue "
+              "rely on the dead-man switch"),
+    AlertRule("VenueOrderConnectionDown", CRITICAL, 10, "==", 0,
+              lambda c: c.w.gauge("gateway", "connected"),
+              "The gateway's venue order session is down: orders cannot be placed or cancelled"),
+    AlertRule("VenueRejectsRising", WARNING, 60, ">", 5,
+              lambda c: c.w.delta("gateway", "rejects_total", MINUTE_S),
+              "Venue rejects rising (> 5/min)"),
+    AlertRule("PositionDriftHigh", CRITICAL, 15, ">=", 0.001,
+              lambda c: _abs(c.w.gauge("gateway", "position_drift_btc")),
+              "Position drift against the venue >= 0.001 BTC"),
+    AlertRule("DeadManNotArmed", CRITICAL, 30, "==", 0, _dead_man_armed,
+              "Dead-man switch not armed at the venue (live): orders would outlive bog"),
 )
 RULES_BY_NAME = {r.name: r for r in RULES}
 

@@ -7,7 +7,8 @@ A process that is not running exports no series of its own (Prometheus marks the
 ``bog_up{process} 0``.
 
 Besides the catalogue, the monitor exports what only it knows (names spelled here, once):
-per-process up/uptime/start time/restarts, the fill queue depth (read from the queue itself),
+per-process up/uptime/start time/restarts (``bog_up{process="gateway"}`` only when a gateway
+is expected: execution mode dry-run or live, see ``reader.ShmReader``), the fill queue depth (read from the queue itself),
 the alerts it evaluates, its own scrape cost and its HTTP connections (``ConnectionStats``).
 """
 
@@ -56,6 +57,14 @@ def le_label(edge: float) -> str:
 def _family(spec: MetricSpec, rec: np.void):
     v = rec[spec.field] if spec.kind != "histogram" else None
     if spec.kind == "counter":
+        if spec.label_field:  # label values read from the block (slot 0 = free)
+            f = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
+            for lv, x in zip(rec[spec.label_field], v):
+                if int(lv):
+                    f.add_metric([str(int(lv))], float(x))
+            if spec.other_field:
+                f.add_metric(["other"], float(rec[spec.other_field]))
+            return f
         if spec.label:
             f = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
             for lv, x in zip(spec.label_values, v):
@@ -63,7 +72,7 @@ def _family(spec: MetricSpec, rec: np.void):
             return f
         return CounterMetricFamily(spec.name, spec.help, value=float(v))
     if spec.kind == "gauge":
-        return GaugeMetricFamily(spec.name, spec.help, value=float(v))
+        return GaugeMetricFamily(spec.name, spec.help, value=float(v) * spec.scale)
     buckets = rec[spec.field + "_bucket"]
     cum = np.cumsum(buckets.astype(np.float64))
     pairs = [(le_label(e), float(c)) for e, c in zip(spec.edges, cum[:-1])]
@@ -84,7 +93,8 @@ class BogCollector(Collector):
         st = self.state
         r = st.read()
         for spec in CATALOGUE:
-            rec = r.procs[spec.process].rec
+            info = r.procs.get(spec.process)  # the gateway: only when expected (not paper)
+            rec = None if info is None else info.rec
             if rec is not None:
                 yield _family(spec, rec)
 

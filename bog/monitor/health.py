@@ -13,6 +13,12 @@ guide's, corrected: see docs/monitoring.md):
   quotes); trading is paused by bogctl; a critical alert is firing; the live venue is
   disconnected or its book is not whole (feed source ``lighter``); the monitor is down (only
   ``bogctl`` can tell);
+- the execution gateway (only when one is expected: ``execution.mode`` dry-run or live, see
+  ``bog.monitor.reader``; on paper none of this applies): **down** when bog-gateway is not
+  running (a required process, like the feed and the engine: nothing can be quoted, and
+  orders at the venue wait for the dead-man switch); **degraded** when, in live mode, its
+  venue order session is down or the dead-man switch is not armed, or when the gateway's
+  reconciliation finds |position drift| >= 0.001 BTC against the venue;
 - **healthy** otherwise.
 
 ``/health`` answers 200 only when healthy, else 503; ``bogctl status`` exits 0 healthy,
@@ -24,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bog.monitor.alerts import CRITICAL
-from bog.shm.codes import BREAKER, FEED_STATE, VENUE_DOWN
-from bog.shm.layouts import BREAKER_STATES, LATENCY_NS_EDGES
+from bog.shm.codes import BREAKER, EXEC_MODE, FEED_STATE, VENUE_DOWN
+from bog.shm.layouts import BREAKER_STATES, FIXED, LATENCY_NS_EDGES
 
 LATENCY_P99_MAX_NS = 10_000
 FILL_QUEUE_MAX_RATIO = 0.8
@@ -51,6 +57,7 @@ class Facts:
     paused: bool | None = None
     critical_alerts: tuple[str, ...] = ()
     venue: dict | None = None  # venue_doc() of a live venue feed, None for other sources
+    gateway: dict | None = None  # gateway_doc() when a gateway is expected, None on paper
 
 
 def _label(codes, value) -> str:
@@ -84,7 +91,22 @@ def judge(f: Facts) -> tuple[str, list[str]]:
             problems.append(f"venue disconnected ({f.venue['last_error']})")
         elif not f.venue["book_valid"]:
             problems.append("venue book not whole (resyncing)")
-    if not (f.feed_up and f.engine_up):
+    g = f.gateway
+    if g is not None:
+        if not g["up"]:
+            problems.append(f"gateway is down ({g['state']})")
+        else:
+            live = g["mode"] == EXEC_MODE[EXEC_MODE.LIVE]
+            if live and not g["venue_connected"]:
+                problems.append("gateway venue order connection down")
+            if live and not g["dead_man_armed"]:
+                problems.append("dead-man switch not armed at the venue")
+            drift = g["position_drift_btc"]
+            engine_said = (f.position_drift_btc is not None
+                           and abs(f.position_drift_btc) >= POSITION_DRIFT_MAX_BTC)
+            if drift is not None and abs(drift) >= POSITION_DRIFT_MAX_BTC and not engine_said:
+                problems.append(f"venue position drift {drift:+.6f} BTC (gateway)")
+    if not (f.feed_up and f.engine_up) or (g is not None and not g["up"]):
         return DOWN, problems
     return (DEGRADED if problems else HEALTHY), problems
 
@@ -100,6 +122,7 @@ def health(state) -> tuple[int, dict]:
         else None
     firing = state.alerts.firing()
     venue = venue_doc(r.procs["feed"].rec) if "feed" in r.procs else None
+    gateway = gateway_doc(r.procs.get("gateway"), r.wall_ns, state.exec_mode)
     status, problems = judge(Facts(
         feed_up=r.procs["feed"].up, engine_up=r.procs["engine"].up,
         breaker=None if breaker is None else int(breaker), fill_queue_ratio=ratio,
@@ -107,7 +130,7 @@ def health(state) -> tuple[int, dict]:
         position_drift_btc=drift, tick_p99_ns=p99,
         feed_state=w.gauge("engine", "feed_state"), paused=w.gauge("engine", "paused"),
         critical_alerts=tuple(a.key for a in firing if a.rule.severity == CRITICAL),
-        venue=venue))
+        venue=venue, gateway=gateway))
 
     procs = {p: info.to_json(r.wall_ns) for p, info in r.procs.items()}
     procs["monitor"] = {
@@ -132,6 +155,8 @@ def health(state) -> tuple[int, dict]:
     }
     if venue is not None:
         doc["venue"] = venue
+    if gateway is not None:
+        doc["gateway"] = gateway
     return (200 if status == HEALTHY else 503), doc
 
 
@@ -152,3 +177,41 @@ def venue_doc(rec) -> dict | None:
         "last_frame_age_s": round(float(rec["venue_last_frame_age_s"]), 3),
         "market_index": int(rec["venue_market_index"]),
     }
+
+
+def gateway_doc(info, now_ns: int, configured_mode: str = "paper") -> dict | None:
+    """The execution gateway's state for /health and bogctl status; None when no gateway is
+    expected (paper). ``info`` is the reader's ProcessInfo of the gateway (or None)."""
+    if info is None:
+        return None
+    rec = info.rec
+    doc = {"up": info.up, "state": info.state, "mode": configured_mode}
+    if rec is None:
+        return doc
+    mode = int(rec["mode"])
+    expiry_ns = int(rec["dead_man_expiry_ns"])
+    pos_ns = int(rec["venue_position_ns"])
+    since = float(rec["connected_since_s"])
+    doc.update({
+        "mode": EXEC_MODE[mode] if 0 <= mode < len(EXEC_MODE) else str(mode),
+        "network": "mainnet" if int(rec["mainnet"]) else "testnet",
+        "venue_connected": bool(rec["connected"]),
+        "connected_since_s": since if since > 0 else None,
+        "reconnects": int(rec["reconnects_total"]),
+        "engine_attached": bool(rec["engine_attached"]),
+        "dead_man_armed": bool(rec["dead_man_armed"]),
+        "dead_man_expiry_ns": expiry_ns or None,
+        "dead_man_expires_in_s": round((expiry_ns - now_ns) / 1e9, 3) if expiry_ns else None,
+        "inflight_orders": int(rec["inflight_orders"]),
+        "open_orders": int(rec["open_orders"]),
+        "position_drift_btc": float(rec["position_drift_btc"]) if pos_ns else None,
+        "venue_position_btc": int(rec["venue_position_fixed"]) / FIXED if pos_ns else None,
+        "venue_position_age_s": round((now_ns - pos_ns) / 1e9, 3) if pos_ns else None,
+        "intents_sent": int(rec["intents_sent_total"]),
+        "intents_refused": int(rec["intents_refused_total"].sum()),
+        "venue_rejects": int(rec["rejects_total"]),
+        "nonce_refetches": int(rec["nonce_refetches_total"]),
+        "rate_limited": int(rec["rate_limited_total"]),
+        "events_dropped": int(rec["events_dropped_total"]),
+    })
+    return doc

@@ -98,7 +98,8 @@ class MonitorService(Service):
         # published for bogctl (whichever port won: config, --port, or 0)
         self.address_seg = address.publish(self.instance, *self.sock.getsockname()[:2],
                                            os.getpid())
-        self.state = MonitorState(self.instance, self.started_ns)
+        self.state = MonitorState(self.instance, self.started_ns,
+                                  exec_mode=self.cfg.execution.mode)
         self.state.core = self.core
         cap, nofile = effective_max_connections(mc.max_connections)
         if cap < mc.max_connections:

@@ -1,7 +1,14 @@
-"""Read the feed's and engine's shared memory, read-only, following their restarts.
+"""Read the feed's, engine's and gateway's shared memory, read-only, following their restarts.
 
-The monitor never writes shared memory. It follows three segments of one instance: the feed's
-and the engine's metrics blocks and the engine's fill queue (for its depth). Processes come and
+The monitor never writes shared memory. It follows four segments of one instance: the feed's,
+the engine's and the gateway's metrics blocks and the engine's fill queue (for its depth).
+
+The gateway (``bog-gateway``) runs only in execution mode dry-run or live. A reading lists it
+among its processes (so it is exported, judged by ``/health`` and alerted on) only when it is
+*expected*: the configured ``execution.mode`` is not paper, or the running engine says it is
+not paper (``exec_mode`` in its block: a monitor started with another config still knows), or
+a gateway segment is there at all. On paper, with no gateway, a reading has feed and engine
+only: nothing about a gateway, so nothing says "down". Processes come and
 go, so every read first checks that the mapping is still the live segment
 (``Segment.replaced_or_closed``, one ``stat``) and re-attaches when it is not. ``restarts`` is
 the count the owner wrote into its segment header (the supervisor's restart count under
@@ -25,7 +32,8 @@ import numpy as np
 
 from bog.shm import SegmentNames
 from bog.shm.layouts import STATE_READY
-from bog.shm.metrics import PROCESSES, MetricsBlock
+from bog.shm.codes import EXEC_MODE
+from bog.shm.metrics import ALL_PROCESSES, ENGINE, GATEWAY, PROCESSES, MetricsBlock
 from bog.shm.ring import FillQueue
 from bog.shm.segment import SegmentError, UntrustedSegmentError, owner_alive
 
@@ -87,7 +95,8 @@ class Reading:
     fill_capacity: int | None
 
     def rec(self, process: str) -> np.void | None:
-        return self.procs[process].rec
+        info = self.procs.get(process)  # the gateway is absent from a paper reading
+        return None if info is None else info.rec
 
 
 class _Follow:
@@ -145,25 +154,36 @@ def _owner(segment) -> tuple[int, int]:
 class ShmReader:
     """Follows one instance's metrics blocks and fill queue; ``read()`` snapshots them."""
 
-    def __init__(self, instance: str, heartbeat_stale_s: float = HEARTBEAT_STALE_S):
+    def __init__(self, instance: str, heartbeat_stale_s: float = HEARTBEAT_STALE_S,
+                 exec_mode: str = EXEC_MODE[EXEC_MODE.PAPER]):
         names = SegmentNames(instance)
         self.instance = instance
         self.heartbeat_stale_s = heartbeat_stale_s
+        self.exec_mode = exec_mode  # the configured execution.mode
         self._blocks = {
             p: _Follow(names.metrics(p), lambda n, p=p: MetricsBlock.attach(n, p))
-            for p in PROCESSES
+            for p in ALL_PROCESSES
         }
         self._fills = _Follow(names.fills, FillQueue.attach)
 
     def read(self) -> Reading:
         now_ns = time.time_ns()
         procs = {p: self._read_process(p, now_ns) for p in PROCESSES}
+        gw = self._read_process(GATEWAY, now_ns)
+        if self.gateway_expected(procs[ENGINE], gw):
+            procs[GATEWAY] = gw
         depth = cap = None
         if procs["engine"].rec is not None:
             q = self._fills.get()
             if q is not None and owner_alive(*_owner(q.segment)):
                 depth, cap = q.depth, q.capacity
         return Reading(now_ns, time.monotonic(), procs, depth, cap)
+
+    def gateway_expected(self, engine: ProcessInfo, gateway: ProcessInfo) -> bool:
+        """Is bog-gateway a required process now? (see the module's docstring)"""
+        if self.exec_mode != EXEC_MODE[EXEC_MODE.PAPER] or gateway.state != ABSENT:
+            return True
+        return engine.rec is not None and int(engine.rec["exec_mode"]) != EXEC_MODE.PAPER
 
     def _read_process(self, process: str, now_ns: int) -> ProcessInfo:
         follow = self._blocks[process]

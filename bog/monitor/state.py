@@ -18,13 +18,15 @@ from bog.monitor.reader import Reading, ShmReader
 
 
 class MonitorState:
-    def __init__(self, instance: str, started_ns: int | None = None):
+    def __init__(self, instance: str, started_ns: int | None = None,
+                 exec_mode: str = "paper"):
         self.instance = instance
         self.started_ns = started_ns or time.time_ns()
         self.heartbeat_ns = self.started_ns  # the monitor's own housekeeping beat
         self.pid = os.getpid()
         self.core = -1  # set by the service once pinned
-        self.reader = ShmReader(instance)
+        self.exec_mode = exec_mode  # the configured execution.mode (is a gateway expected?)
+        self.reader = ShmReader(instance, exec_mode=exec_mode)
         self.history = History()
         self.alerts = AlertEngine(history=self.history)
         self.collector = BogCollector(self)

@@ -23,7 +23,10 @@ from bog.shm.layouts import (
     FEED_LATENCY_US_EDGES,
     FEED_METRICS,
     GAP_SIZE_EDGES,
+    FIXED,
     GATEWAY_METRICS,
+    GATEWAY_REFUSALS,
+    GATEWAY_US_EDGES,
     INTENT_KINDS,
     JOURNAL_OPS,
     KIND_ENGINE_METRICS,
@@ -44,7 +47,8 @@ from bog.shm.layouts import (
 FEED = "feed"
 ENGINE = "engine"
 GATEWAY = "gateway"  # bog-gateway (execution.mode dry-run / live only)
-PROCESSES = (FEED, ENGINE)
+PROCESSES = (FEED, ENGINE)  # always expected (every execution mode)
+ALL_PROCESSES = (FEED, ENGINE, GATEWAY)  # the gateway: expected in dry-run / live only
 DTYPES = {FEED: FEED_METRICS, ENGINE: ENGINE_METRICS, GATEWAY: GATEWAY_METRICS}
 KINDS = {FEED: KIND_FEED_METRICS, ENGINE: KIND_ENGINE_METRICS, GATEWAY: KIND_GATEWAY_METRICS}
 
@@ -61,14 +65,20 @@ class MetricSpec:
     label: str | None = None
     label_values: tuple[str, ...] = ()
     edges: np.ndarray | None = field(default=None, compare=False)
+    # a counter whose label values are read from the block: ``label_field`` holds the value
+    # of each slot of ``field`` (0 = slot free), ``other_field`` counts what did not fit
+    # (exported with the label value "other"); e.g. venue reject codes
+    label_field: str | None = None
+    other_field: str | None = None
+    scale: float = 1.0  # exported value = field x scale (e.g. ns -> s, fixed point -> BTC)
 
 
 def _c(name, process, fld, help, label=None, values=()):
     return MetricSpec(name, "counter", process, fld, help, label, tuple(values))
 
 
-def _g(name, process, fld, help):
-    return MetricSpec(name, "gauge", process, fld, help)
+def _g(name, process, fld, help, scale=1.0):
+    return MetricSpec(name, "gauge", process, fld, help, scale=scale)
 
 
 def _h(name, process, fld, help, edges):
@@ -267,6 +277,101 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _h("bog_venue_frame_to_publish_ns", FEED, "venue_frame_to_publish_ns",
        "Venue frame handed over by the WebSocket library to snapshot published, ns",
        LATENCY_NS_EDGES),
+    # execution gateway process (bog-gateway, /bog.<i>.gateway; dry-run / live only: no
+    # series at all on paper). Every field of GATEWAY_METRICS but the process block's pid,
+    # start, heartbeat, core and running (bog_up, bog_uptime_seconds, ... cover those).
+    _g("bog_gateway_mode", GATEWAY, "mode", "Gateway execution mode: 1 dry-run, 2 live"),
+    _g("bog_gateway_mainnet", GATEWAY, "mainnet", "1 when the gateway trades on mainnet"),
+    _g("bog_gateway_venue_connected", GATEWAY, "connected",
+       "1 while the gateway's venue order session is up (dry-run: always 1)"),
+    _g("bog_gateway_venue_connected_since_seconds", GATEWAY, "connected_since_s",
+       "When the gateway's venue session came up, seconds since the epoch (0: never)"),
+    _c("bog_gateway_venue_reconnects", GATEWAY, "reconnects_total",
+       "Gateway venue session reconnections"),
+    _g("bog_gateway_engine_attached", GATEWAY, "engine_attached",
+       "1 while the gateway reads a live engine's intent ring"),
+    _g("bog_gateway_engine_heartbeat_age_seconds", GATEWAY, "engine_heartbeat_age_s",
+       "Age of the engine's heartbeat as the gateway last saw it, seconds"),
+    _c("bog_gateway_heartbeat_cancel_alls", GATEWAY, "heartbeat_cancel_alls_total",
+       "Venue-wide cancel-alls because the engine's heartbeat was lost (or the engine died)"),
+    _c("bog_gateway_intents", GATEWAY, "intents_total",
+       "Order intents read from the engine's intent ring, by kind", "kind", INTENT_KINDS),
+    _c("bog_gateway_intents_sent", GATEWAY, "intents_sent_total",
+       "Intents signed and sent to the venue (dry-run: logged, not sent)"),
+    _c("bog_gateway_intents_refused", GATEWAY, "intents_refused_total",
+       "Intents refused by the gateway's own limits, by reason (never sent)", "reason",
+       GATEWAY_REFUSALS),
+    _c("bog_gateway_intents_lost", GATEWAY, "intents_lost_total",
+       "Intent ring positions the gateway never read (engine restarted)"),
+    _c("bog_gateway_rate_limited", GATEWAY, "rate_limited_total",
+       "Requests beyond the gateway's token bucket (placements refused, cancels sent anyway)"),
+    _c("bog_gateway_venue_rate_limited", GATEWAY, "venue_rate_limited_total",
+       "Requests the venue answered with 'too many requests'"),
+    _c("bog_gateway_venue_rejects", GATEWAY, "rejects_total",
+       "Transactions rejected by the venue, all codes"),
+    MetricSpec("bog_gateway_venue_rejects_by_code", "counter", GATEWAY, "rejects_by_code",
+               "Transactions rejected by the venue, by venue error code (the first codes "
+               "seen; the rest as code=\"other\")", label="code", label_field="reject_codes",
+               other_field="rejects_other_total"),
+    _c("bog_gateway_nonce_refetches", GATEWAY, "nonce_refetches_total",
+       "Nonce refetched from the venue after an invalid-nonce reply"),
+    _c("bog_gateway_venue_events", GATEWAY, "events_total",
+       "Venue order events written into the venue-event ring for the engine, by kind", "kind",
+       VENUE_EVENT_KINDS),
+    _c("bog_gateway_venue_events_dropped", GATEWAY, "events_dropped_total",
+       "Venue events dropped: the venue-event ring was full (engine not consuming)"),
+    _g("bog_gateway_inflight_orders", GATEWAY, "inflight_orders",
+       "Orders sent to the venue and not acknowledged yet"),
+    _g("bog_gateway_open_orders", GATEWAY, "open_orders",
+       "Orders the gateway knows at the venue (in flight or resting)"),
+    _g("bog_gateway_minute_notional_usd", GATEWAY, "minute_notional_usd",
+       "Notional placed in the last 60 s, USD (gateway.max_notional_per_minute_usd)"),
+    _g("bog_gateway_dead_man_armed", GATEWAY, "dead_man_armed",
+       "1 while the venue holds a scheduled cancel-all (dead-man switch) for this account"),
+    _g("bog_gateway_dead_man_expiry_timestamp_seconds", GATEWAY, "dead_man_expiry_ns",
+       "When the venue cancels everything unless the gateway re-arms, seconds since the "
+       "epoch (0: not armed)", scale=1e-9),
+    _g("bog_gateway_venue_position_btc", GATEWAY, "venue_position_fixed",
+       "The venue's position at the gateway's last reconciliation, BTC", scale=1.0 / FIXED),
+    _g("bog_gateway_venue_position_timestamp_seconds", GATEWAY, "venue_position_ns",
+       "When the gateway last read the venue's position, seconds since the epoch (0: never)",
+       scale=1e-9),
+    _g("bog_gateway_position_drift_btc", GATEWAY, "position_drift_btc",
+       "Engine tracked position minus the venue's, at the gateway's last reconciliation, BTC"),
+    _h("bog_gateway_intent_to_sent_ns", GATEWAY, "intent_to_sent_ns",
+       "Intent written by the engine to its transaction sent by the gateway, ns",
+       LATENCY_NS_EDGES),
+    _h("bog_gateway_intent_to_ack_us", GATEWAY, "intent_to_ack_us",
+       "Placement intent written by the engine to the venue's acknowledgement, us",
+       GATEWAY_US_EDGES),
+    _h("bog_gateway_sign_us", GATEWAY, "sign_us", "Signing one transaction, us",
+       GATEWAY_US_EDGES),
+    # live: the venue session's own counters (h/live)
+    _g("bog_gateway_venue_open_orders", GATEWAY, "venue_open_orders",
+       "Orders resting at the venue at the gateway's last reconciliation"),
+    _c("bog_gateway_reconciles", GATEWAY, "reconciles_total",
+       "Venue account state reads that succeeded"),
+    _c("bog_gateway_reconcile_errors", GATEWAY, "reconcile_errors_total",
+       "Venue account state reads that failed (logged \"Venue reconcile failed\")"),
+    _c("bog_gateway_http_fallback", GATEWAY, "http_fallback_total",
+       "Transactions sent over HTTP because the WebSocket was down or silent"),
+    _c("bog_gateway_send_errors", GATEWAY, "send_errors_total",
+       "Transactions neither the WebSocket nor HTTP answered"),
+    _c("bog_gateway_venue_fills", GATEWAY, "venue_fills_total",
+       "Venue trades of ours turned into fill events for the engine"),
+    _c("bog_gateway_venue_fills_duplicate", GATEWAY, "venue_fills_duplicate_total",
+       "Venue trades seen again (replays after a reconnect or restart), not re-applied"),
+    _c("bog_gateway_dead_man_arms", GATEWAY, "dead_man_arms_total",
+       "Scheduled cancel-all (dead-man switch) armed or re-armed at the venue"),
+    _g("bog_gateway_dead_man_window_seconds", GATEWAY, "dead_man_window_s",
+       "Configured dead-man window (gateway.dead_man_window_s), seconds"),
+    _c("bog_gateway_replaces", GATEWAY, "replaces_total",
+       "Requotes sent as one cancel + place batch"),
+    _g("bog_gateway_last_send_ns", GATEWAY, "send_ns_last",
+       "Last intent handed to the venue client to bytes written, excluding signing, ns"),
+    _c("bog_gateway_shm_untrusted_segments", GATEWAY, "shm_untrusted_total",
+       "Shared-memory segments the gateway refused: owned by another user or not mode 0600 "
+       "(possible spoofing)"),
 )
 
 BREAKER_NAMES = BREAKER_STATES

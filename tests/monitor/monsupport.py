@@ -49,7 +49,8 @@ def need(binary: str) -> str:
 
 
 class FakeOwners:
-    """The test plays feed and engine: it owns their metrics blocks and the fill queue."""
+    """The test plays feed and engine (and the gateway when asked): it owns their metrics
+    blocks and the fill queue."""
 
     def __init__(self, instance: str, fill_capacity: int = 64, processes=("feed", "engine")):
         self.instance = instance
@@ -69,6 +70,8 @@ class FakeOwners:
         now = time.time_ns()
         m["pid"], m["start_ns"], m["heartbeat_ns"], m["core"], m["running"] = (
             os.getpid(), now, now, -1, 1)
+        if process == "gateway":  # a healthy dry-run gateway unless the test says otherwise
+            m["mode"], m["connected"], m["engine_attached"] = 1, 1, 1
         if process == "engine":
             m["max_position_btc"] = 1.0
             m["max_daily_loss_usd"] = 5000.0

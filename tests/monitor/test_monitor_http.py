@@ -24,7 +24,10 @@ PROMTOOL_ACCEPTED = re.compile(
     r"bog_venue_frame_to_publish_ns|bog_feed_to_decision_max_ns|"
     # the tail-latency stage breakdown keeps the family's _ns unit (docs/monitoring.md)
     r"bog_stage_(?:handoff|copy)(?:_max)?_ns|"
-    r"bog_feed_stage_(?:generate|slot_write|head_publish)(?:_max)?_ns) "
+    r"bog_feed_stage_(?:generate|slot_write|head_publish)(?:_max)?_ns|"
+    # execution: the engine's tick->intent and the gateway's latency families
+    r"bog_tick_to_intent_ns|bog_gateway_intent_to_sent_ns|bog_gateway_intent_to_ack_us|"
+    r"bog_gateway_sign_us|bog_gateway_last_send_ns) "
     r"metric names should not contain abbreviated units$")
 
 
