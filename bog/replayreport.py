@@ -103,8 +103,11 @@ def breaker_times(records: list[dict], start_ns: int, end_ns: int) -> dict:
 
 
 def build_report(replay_file: str, speed: float, fm, em, records: list[dict],
-                 wall_s: float) -> dict:
-    """The report (a JSON-able dict) from the feed and engine metrics and this run's journal."""
+                 wall_s: float, *, trades_file: str, fill_model: str,
+                 queue_cancels: str) -> dict:
+    """The report (a JSON-able dict) from the feed and engine metrics and this run's journal.
+    ``trades_file`` ("" if none), ``fill_model`` and ``queue_cancels`` (``[execution]``) name
+    what the figures were computed from."""
     last_mid = float(em["mid_price_usd"])
     figures = fill_figures(records, last_mid)
     p50 = histogram_quantile(0.5, em["tick_processing_ns_bucket"], LATENCY_NS_EDGES)
@@ -113,10 +116,14 @@ def build_report(replay_file: str, speed: float, fm, em, records: list[dict],
     sig = em["signals_total"]
     report = {
         "replay_file": replay_file,
+        "trades_file": trades_file or None,
+        "fill_model": fill_model,
+        "queue_cancels": queue_cancels,
         "speed": speed if speed > 0 else "max",
         "rows_read": int(fm["replay_rows_total"]),
         "rows_rejected": int(fm["replay_rows_rejected_total"]),
         "rows_published": int(fm["messages_total"]),
+        "book_invalid_markers": int(fm["replay_book_invalid_total"]),
         "rows_processed": processed,
         "lost": int(em["ring_lost_ticks_total"]),
         "skipped_at_attach": int(em["ticks_skipped_at_attach_total"]),
@@ -149,10 +156,17 @@ def format_report(r: dict) -> str:
     def usd(x):
         return f"{x:,.2f} USD"
     bt = r["breaker_time_s"]
+    model = r["fill_model"]
+    if model == "queue":
+        model += f" (queue_cancels {r['queue_cancels']})"
+    markers = r["book_invalid_markers"]
     lines = [
         f"bog replay report: {r['replay_file']} at speed {r['speed']}",
+        f"  inputs     book {r['replay_file']}, trades {r['trades_file'] or 'none'}; fill model "
+        f"{model}",
         f"  rows       read {r['rows_read']}, rejected {r['rows_rejected']}, published "
-        f"{r['rows_published']}, processed {r['rows_processed']}, lost {r['lost']}, skipped "
+        f"{r['rows_published']}{f' ({markers} book-invalid markers)' if markers else ''}, "
+        f"processed {r['rows_processed']}, lost {r['lost']}, skipped "
         f"{r['skipped_at_attach']}",
         f"  trading    quotes {r['quotes']}, orders {r['orders']['buy']} buy / "
         f"{r['orders']['sell']} sell, cancels {r['cancels']}",

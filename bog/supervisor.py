@@ -194,8 +194,10 @@ class Supervisor:
         except (OSError, ValueError) as e:
             print(f"bog run: replay report: cannot read the journal: {e}", file=sys.stderr)
             return 1
+        ex = self.cfg.execution
         report = build_report(self.cfg.feed.replay_file, self.cfg.feed.replay_speed, fm, em,
-                              records, wall)
+                              records, wall, trades_file=self.cfg.feed.replay_trades_file,
+                              fill_model=ex.fill_model, queue_cancels=ex.queue_cancels)
         print(format_report(report), flush=True)
         if self.report_path:
             try:

@@ -60,6 +60,9 @@ def run_fills(pipeline_factory, path: Path, model: str) -> list[tuple[str, float
                        env=pl.env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert "lost 0" in r.stdout
+    # the report names the fill model (and the queue model's cancel rule) it was computed with
+    named = "queue (queue_cancels pro-rata)" if model == "queue" else model
+    assert f"; fill model {named}\n" in r.stdout, r.stdout
     docs = [orjson.loads(line) for line in pl.journal_path().read_bytes().splitlines()]
     assert [d["type"] for d in docs].count("EngineStart") == 1  # a fresh state directory
     return [(d["side"], d["price"], d["qty"]) for d in docs if d["type"] == "Fill"]

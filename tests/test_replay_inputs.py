@@ -188,7 +188,13 @@ def _replay_fills(pl, book, trades=None) -> tuple[dict, list[dict]]:
     import orjson
 
     recs = _journal_fills(pl.journal_path())
-    return orjson.loads(report.read_bytes()), recs
+    rep = orjson.loads(report.read_bytes())
+    # the report names its inputs and its fill model, printed and in the JSON
+    assert (rep["replay_file"], rep["trades_file"], rep["fill_model"]) == (
+        str(book), str(trades) if trades else None, "trade-through")
+    assert (f"  inputs     book {book}, trades {trades or 'none'}; fill model trade-through\n"
+            in r.stdout), r.stdout
+    return rep, recs
 
 
 def test_engine_fills_on_trades_exactly_where_they_cross(tmp_path, pipeline_factory):

@@ -107,8 +107,9 @@ class FeedService(Service):
         if self.source.done and not self._done_logged:
             self._done_logged = True
             m["replay_done"] = 1
-            log.info("replay finished: %d rows published, %d rejected",
-                     int(m["messages_total"]), int(m["replay_rows_rejected_total"]))
+            log.info("replay finished: %d rows published (%d of them book-invalid markers), "
+                     "%d rejected", int(m["messages_total"]),
+                     int(m["replay_book_invalid_total"]), int(m["replay_rows_rejected_total"]))
 
     def _stall(self) -> None:
         """Fault injection: stop publishing for ``fault_stall_s`` (heartbeat continues)."""

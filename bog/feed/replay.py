@@ -53,6 +53,7 @@ from bog.shm.metrics import ENGINE, MetricsBlock
 from bog.shm.layouts import (
     DEPTH,
     FIXED,
+    FLAG_BOOK_INVALID,
     FLAG_FULL_SNAPSHOT,
     RING_EVENT_TIME,
     RING_HEAD,
@@ -120,20 +121,27 @@ def _check_side(px, sz, side):
 
 
 @nb.njit(cache=True, nogil=True)
-def check_rows(rows, pace_ts, depth_always, ok, codes, wheres, prev):
+def check_rows(rows, pace_ts, depth_always, ok, codes, wheres, state):
     """Validate rows in order; ok[i] = 1 if row i is published. ``pace_ts`` (the timestamps
     the replay is paced by) must be positive and never go backwards. Depth is checked on full
     snapshots, or on every row when ``depth_always`` (CSV rows always carry their levels).
-    ``prev[0]``: the previous accepted timestamp (-1: none), carried from chunk to chunk.
-    Returns the number of rows accepted."""
-    prev_ts = prev[0]
+    A row flagged ``FLAG_BOOK_INVALID`` (a live feed's marker that its book lost continuity,
+    kept by ``bog record``) carries no prices: only its timestamp is checked, and it is
+    published as the marker it is (the engine cancels its quotes until the next valid
+    snapshot, as live). ``state[0]``: the previous accepted timestamp (-1: none), carried from
+    chunk to chunk; ``state[1]`` += the markers accepted. Returns the number of rows accepted."""
+    prev_ts = state[0]
     nok = 0
+    markers = 0
     for i in range(rows.shape[0]):
         r = rows[i]
         code = 0
         where = 0
+        marker = (r.flags & FLAG_BOOK_INVALID) != 0
         if pace_ts[i] <= 0:
             code = C_TS
+        elif marker:
+            pass  # no prices to check: the engine does not validate a marker either
         elif r.bid_px <= 0:
             code = C_TOP_PRICE
         elif r.ask_px <= 0:
@@ -158,9 +166,12 @@ def check_rows(rows, pace_ts, depth_always, ok, codes, wheres, prev):
             ok[i] = 1
             prev_ts = pace_ts[i]
             nok += 1
+            if marker:
+                markers += 1
         else:
             ok[i] = 0
-    prev[0] = prev_ts
+    state[0] = prev_ts
+    state[1] += markers
     return nok
 
 
@@ -207,11 +218,13 @@ def _check_reason(code: int, where: int, row, ts: int, prev_ts: int, ts_name: st
 class RejectLog:
     """Counts and logs rejected rows of one replay (every file of it): the first
     ``LOG_REJECTS_MAX`` one by one, the rest in one summary line at the end of the replay.
-    ``collect`` keeps every (number, reason) too (``load_replay``: tests and tools)."""
+    ``collect`` keeps every (number, reason) too (``load_replay``: tests and tools). Also
+    counts the book-invalid markers accepted (``markers``: published, not rejected)."""
 
     def __init__(self, collect: bool = False):
         self.limiter = RateLimiter(burst=LOG_REJECTS_MAX, period_s=float("inf"))
         self.count = 0
+        self.markers = 0  # accepted rows that are FLAG_BOOK_INVALID markers (not rejects)
         self.suppressed = 0
         self.first: tuple[str, int, str] | None = None  # (unit, number, reason)
         self.all: list[tuple[int, str]] | None = [] if collect else None
@@ -253,7 +266,7 @@ class _Validator:
         self.path, self.unit, self.ts_name = path, unit, ts_name
         self.depth_always = depth_always
         self.rejlog = rejlog
-        self.prev = np.full(1, -1, np.int64)
+        self.prev = np.array([-1, 0], np.int64)  # check_rows state: [previous ts, markers]
 
     def run(self, rows, pace, latency, numbers, early_rejects) -> int:
         """Validate, log every reject of the chunk (``early_rejects``: the parser's) in file
@@ -263,7 +276,9 @@ class _Validator:
         codes = np.zeros(n, np.int64)
         wheres = np.zeros(n, np.int64)
         prev_before = int(self.prev[0])
+        markers_before = int(self.prev[1])
         check_rows(rows, pace, self.depth_always, ok, codes, wheres, self.prev)
+        self.rejlog.markers += int(self.prev[1]) - markers_before
         rejects = list(early_rejects)
         if not ok.all():
             rejects += _describe(rows, pace, numbers, ok, (codes, wheres), self.ts_name,
@@ -601,6 +616,11 @@ class ReplayStream:
         return self.rejlog.count
 
     @property
+    def markers(self) -> int:
+        """Rows read so far that are FLAG_BOOK_INVALID markers (published as markers)."""
+        return self.rejlog.markers
+
+    @property
     def span_ns(self) -> int:
         return self.last_ts - self.first_ts
 
@@ -677,6 +697,7 @@ class LoadedReplay:
         self.latency_ns = cat("latency_ns")  # recorded exchange-to-local latency
         self.rows_read = stream.rows_read
         self.rejects = stream.rejlog.all  # (line or record number, reason), in file order
+        self.markers = stream.markers  # FLAG_BOOK_INVALID markers among the rows
 
     @property
     def rejected(self) -> int:
@@ -846,6 +867,7 @@ class ReplaySource:
         m = self.metrics.m[0]
         m["replay_rows_total"] = st.rows_read
         m["replay_rows_rejected_total"] = st.rejected
+        m["replay_book_invalid_total"] = st.markers
         span_s = st.span_ns / 1e9  # of the rows read so far: the file's total is not known
         m["rate_target_per_s"] = (st.accepted / span_s * self.speed
                                   if self.speed > 0 and span_s > 0 else 0.0)
@@ -867,10 +889,11 @@ class ReplaySource:
         m = self.metrics.m[0]
         m["replay_rows_total"] = st.rows_read
         m["replay_rows_rejected_total"] = st.rejected
+        m["replay_book_invalid_total"] = st.markers
         if chunk is None:
-            log.info("replay %s read to its end: %d rows read, %d rejected, %d to publish, "
-                     "recorded span %.3f s", st.path, st.rows_read, st.rejected, st.accepted,
-                     st.span_ns / 1e9)
+            log.info("replay %s read to its end: %d rows read, %d rejected, %d to publish "
+                     "(%d of them book-invalid markers), recorded span %.3f s", st.path,
+                     st.rows_read, st.rejected, st.accepted, st.markers, st.span_ns / 1e9)
             return False
         self._set_chunk(chunk)
         return True
@@ -988,7 +1011,7 @@ def warm() -> None:
     lat = np.zeros(2, np.int64)
     ok = np.zeros(2, np.uint8)
     codes = np.zeros(2, np.int64)
-    check_rows(rows, pace, True, ok, codes, codes.copy(), np.full(1, -1, np.int64))
+    check_rows(rows, pace, True, ok, codes, codes.copy(), np.array([-1, 0], np.int64))
     compact_rows(rows, pace, lat, ok, -1, False)
     number_rows(rows, 0, 1)
     ctrl = np.zeros(RING_CTRL_WORDS, np.int64)

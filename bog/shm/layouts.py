@@ -304,6 +304,9 @@ FEED_METRICS = np.dtype(
         ("faults_injected_total", "<u8", (len(FAULT),)),  # by FAULT code
         ("replay_rows_total", "<u8"),
         ("replay_rows_rejected_total", "<u8"),
+        # rows of a recording flagged FLAG_BOOK_INVALID (the recorded feed's book lost
+        # continuity): published as markers, not rejected (docs/replay.md)
+        ("replay_book_invalid_total", "<u8"),
         ("replay_done", "<i8"),
         # 1 while the replay waits because no engine reads its ring (not attached yet, or gone)
         ("replay_waiting_for_engine", "<i8"),

@@ -247,6 +247,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _c("bog_replay_rows", FEED, "replay_rows_total", "Replay rows read"),
     _c("bog_replay_rows_rejected", FEED, "replay_rows_rejected_total",
        "Replay rows rejected as malformed"),
+    _c("bog_replay_book_invalid_markers", FEED, "replay_book_invalid_total",
+       "Replay rows that are book-invalid markers (FLAG_BOOK_INVALID: the recorded feed's "
+       "book lost continuity), published as markers, not rejected"),
     _g("bog_replay_waiting_for_engine", FEED, "replay_waiting_for_engine",
        "1 while the replay is paused because no engine reads the ticks ring (lossless replay)"),
     _c("bog_feed_shm_untrusted_segments", FEED, "shm_untrusted_total",
