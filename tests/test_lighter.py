@@ -209,6 +209,66 @@ def test_nonce_gap_resyncs_and_engine_sees_it(fake, pipe):
     assert "Sequence gap: expected" in log  # the engine's line
 
 
+def test_every_trade_of_a_multi_trade_frame_is_published_in_order(tmp_path, pipe):
+    """One trade frame carrying three trades (``POST /fake/tape``): three ticks, in the frame's
+    order, at consecutive ring positions with consecutive sequence numbers, each carrying the
+    current book and its own trade (price, size, side, exchange time); trades_total counts
+    three. A frame with one bad trade among good ones is rejected whole: counted, logged,
+    none of it published. (No random walk: rate 0, so every trade in the ring is ours.)"""
+    f = Fake(tmp_path, rate=0.0)
+    try:
+        p = pipe(f)
+        p.start(FEED)
+        wait_whole(p)
+        # BTC: price 1 decimal, size 5 decimals (venue units -> fixed x1e9)
+        px_scale, sz_scale = 10 ** 8, 10 ** 4
+        t0 = int(time.time() * 1e6)
+        tape = [{"taker_buys": True, "price": 600_011, "size": 123, "ts_us": t0},
+                {"taker_buys": False, "price": 600_007, "size": 45_600, "ts_us": t0 + 5},
+                {"taker_buys": True, "price": 600_013, "size": 7, "ts_us": t0 + 9}]
+        f.post("/fake/tape", {"market_id": 1, "trades": tape})
+        wait_for(lambda: int(feed_m(p)["trades_total"]) >= 3, 10, what="three trades")
+        time.sleep(0.3)
+        m = feed_m(p)
+        assert int(m["trades_total"]) == 3
+        assert int(m["venue_frames_total"][VENUE_FRAME.TRADE_UPDATE]) == 1
+        assert int(m["venue_frames_rejected_total"].sum()) == 0
+        slots = ring_slots(p)
+        idx = np.flatnonzero(slots["trade_sz"] > 0)
+        assert len(idx) == 3 and (np.diff(idx) == 1).all() and idx[0] >= 1
+        assert (np.diff(slots["sequence"]) == 1).all()  # one sequence number each, no gap
+        book_fields = ("bid_px", "bid_sz", "ask_px", "ask_sz", "bid_px_l", "bid_sz_l",
+                       "ask_px_l", "ask_sz_l", "flags")
+        before = slots[idx[0] - 1]  # the book as it stood when the frame came
+        assert before["trade_sz"] == 0 and before["bid_px"] > 0
+        for k, t in zip(idx, tape):
+            s = slots[k]
+            assert (int(s["trade_px"]), int(s["trade_sz"]), int(s["trade_side"])) == (
+                t["price"] * px_scale, t["size"] * sz_scale, 1 if t["taker_buys"] else -1)
+            assert int(s["exchange_ts_ns"]) == t["ts_us"] * 1000
+            for name in book_fields:
+                assert np.array_equal(s[name], before[name]), name
+        # the next book update carries on from the last trade's sequence number
+        n = int(feed_m(p)["messages_total"])
+        f.fault("thin", 3)
+        wait_for(lambda: int(feed_m(p)["messages_total"]) > n, 10, what="a book update")
+        slots = ring_slots(p)
+        assert slots[-1]["trade_sz"] == 0 and (np.diff(slots["sequence"]) == 1).all()
+        # a bad trade in the middle: the whole frame is refused, nothing of it published
+        bad = [{"taker_buys": True, "price": 600_021, "size": 10},
+               {"taker_buys": False, "price": 600_022, "size": 0},
+               {"taker_buys": True, "price": 600_023, "size": 10}]
+        f.post("/fake/tape", {"market_id": 1, "trades": bad})
+        wait_for(lambda: rejects(feed_m(p), "ZERO_SIZE") >= 1, 10, what="bad frame rejected")
+        time.sleep(0.3)
+        m = feed_m(p)
+        assert int(m["trades_total"]) == 3 and rejects(m, "ZERO_SIZE") == 1
+        assert (ring_slots(p)["trade_sz"] > 0).sum() == 3
+        assert "Venue frame rejected: zero_trade_size: trade 2 of 3 size" in p.log_text()
+    finally:
+        f.stop()
+
+
 def test_silent_stall_reconnects_engine_goes_stale_and_recovers(fake, pipe):
     """The socket stays open but nothing arrives: after venue.stall_timeout_s the feed
     reconnects; the engine goes Stale (quotes cancelled) and is Fresh again after."""

@@ -55,7 +55,7 @@ def live_marker(seq: int, t_ns: int) -> np.void:
     ctrl[RING_CAPACITY] = 2
     words = np.zeros(2 * TICK_SLOT_WORDS, np.int64)
     r = LB.frame_apply(np.zeros(0, np.uint8), LB.MODE_INVALID, book.keys, book.sizes, book.n,
-                       book.cap, book.vals, io, book.staging, ctrl, words,
+                       book.cap, book.vals, io, book.tmeta, book.staging, ctrl, words,
                        np.zeros(1, FEED_METRICS))
     assert r == LB.OK
     m = book.staging[0].copy()

@@ -437,7 +437,8 @@ class LighterSource:
         io[LB.IO_RECV_NS] = recv_ns
         r = LB.frame_apply(np.frombuffer(buf, np.uint8), LB.MODE_SNAPSHOT if snapshot else
                            LB.MODE_UPDATE, book.keys, book.sizes, book.n, book.cap, book.vals,
-                           io, book.staging, self.ring.ctrl, self.ring.words, self.metrics.m)
+                           io, book.tmeta, book.staging, self.ring.ctrl, self.ring.words,
+                           self.metrics.m)
         if r == LB.OK:
             self.seq += 1
             self.expected_nonce = nonce
@@ -475,12 +476,22 @@ class LighterSource:
             trades = msg[L.F_TRADES]
             if not trades:
                 return
-            t = trades[-1]  # the last trade of the frame is published with the book
-            maker_ask = t[L.F_TRADE_IS_MAKER_ASK]
-            if type(maker_ask) is not bool:
-                raise TypeError(L.F_TRADE_IS_MAKER_ASK)
-            exch_ns = L.timestamp_ns(t.get(L.F_TRADE_TIME_US) or t[L.F_TRADE_TIME_MS])
-            strs = [t[L.F_TRADE_PRICE], t[L.F_TRADE_SIZE]]
+            # every trade of the frame, in order: each is published with the current book
+            ntrades = len(trades)
+            book = self.book
+            if ntrades > len(book.tmeta):
+                book.ensure_trades(ntrades)
+            tmeta = book.tmeta
+            strs = []
+            for i, t in enumerate(trades):
+                maker_ask = t[L.F_TRADE_IS_MAKER_ASK]
+                if type(maker_ask) is not bool:
+                    raise TypeError(L.F_TRADE_IS_MAKER_ASK)
+                tmeta[i, LB.TM_EXCH_NS] = L.timestamp_ns(t.get(L.F_TRADE_TIME_US)
+                                                         or t[L.F_TRADE_TIME_MS])
+                tmeta[i, LB.TM_SIDE] = 1 if maker_ask else -1
+                strs.append(t[L.F_TRADE_PRICE])
+                strs.append(t[L.F_TRADE_SIZE])
             buf = ",".join(strs).encode("ascii")
         except KeyError as e:
             self._reject(VENUE_REJECT.MISSING_FIELD, f"trade without {e.args[0]!r}")
@@ -494,21 +505,20 @@ class LighterSource:
         if not self.book_ready:
             self._reject(VENUE_REJECT.AWAITING_SNAPSHOT, "trade while the book resyncs")
             return
-        book = self.book
         io = book.io
-        io[LB.IO_NFIELDS] = 2
+        io[LB.IO_NFIELDS] = 2 * ntrades
         io[LB.IO_SEQ] = self.seq + 1
-        io[LB.IO_EXCH_NS] = exch_ns
         io[LB.IO_RECV_NS] = recv_ns
-        io[LB.IO_TRADE_SIDE] = 1 if maker_ask else -1
         r = LB.frame_apply(np.frombuffer(buf, np.uint8), LB.MODE_TRADE, book.keys, book.sizes,
-                           book.n, book.cap, book.vals, io, book.staging, self.ring.ctrl,
+                           book.n, book.cap, book.vals, io, tmeta, book.staging, self.ring.ctrl,
                            self.ring.words, self.metrics.m)
         if r == LB.OK:
-            self.seq += 1
-        else:
-            self._reject(r - 1, f"trade {['price', 'size'][max(0, int(io[LB.IO_OUT_WHERE])) % 2]}"
-                         f" {str(strs[max(0, int(io[LB.IO_OUT_WHERE])) % 2])[:40]!r}")
+            self.seq += ntrades
+        else:  # the frame is validated whole: none of its trades was published
+            where = min(max(0, int(io[LB.IO_OUT_WHERE])), len(strs) - 1)
+            self._reject(r - 1, f"trade {where // 2 + 1} of {ntrades} "
+                         f"{['price', 'size'][where % 2]} {str(strs[where])[:40]!r}"
+                         f"{' (none of the frame published)' if ntrades > 1 else ''}")
 
     def _on_trade_snapshot(self, msg: dict, recv_ns: int) -> None:
         self.frames[VENUE_FRAME.TRADE_SNAPSHOT] += 1  # recent history: not a new trade
@@ -569,8 +579,8 @@ class LighterSource:
         io[LB.IO_EXCH_NS] = now
         io[LB.IO_RECV_NS] = now
         LB.frame_apply(np.zeros(0, np.uint8), LB.MODE_INVALID, book.keys, book.sizes, book.n,
-                       book.cap, book.vals, io, book.staging, self.ring.ctrl, self.ring.words,
-                       self.metrics.m)
+                       book.cap, book.vals, io, book.tmeta, book.staging, self.ring.ctrl,
+                       self.ring.words, self.metrics.m)
         self.seq += 2
 
     def _reject(self, code: int, detail: str) -> None:

@@ -10,8 +10,9 @@ then asks). ``frame_apply`` then, in one call:
 2. validates the whole frame before touching the book (a price must be > 0, a size >= 0);
 3. applies it: a snapshot replaces both sides, an update sets each level (size 0 removes it);
 4. checks the result is not crossed (best bid >= best ask);
-5. stages the top ``DEPTH`` levels (and the trade, if any) and publishes them into the ticks
-   ring with the shared ``publish_snapshot`` step.
+5. stages the top ``DEPTH`` levels and publishes them into the ticks ring with the shared
+   ``publish_snapshot`` step; a trade frame publishes the book once per trade of the frame,
+   each snapshot carrying its trade.
 
 The book: per side a sorted array of keys (bids ``-price``, asks ``price``: best first on both
 sides) and sizes, ``cap`` levels at most; beyond that the worst level is dropped and counted
@@ -51,7 +52,8 @@ R_CROSSED = VENUE_REJECT.CROSSED + 1
 # frame_apply modes
 MODE_SNAPSHOT = 0  # buf: the whole book
 MODE_UPDATE = 1  # buf: changed levels
-MODE_TRADE = 2  # buf: "price,size" of the trade; the book is published as it is
+MODE_TRADE = 2  # buf: "price,size" of each trade of the frame; the book is published as it
+# is, once per trade (tmeta[i]: its exchange time and side), in order, one sequence number each
 MODE_INVALID = 3  # publish a FLAG_BOOK_INVALID marker (no prices), nothing parsed
 
 # io words (int64): inputs, then outputs
@@ -60,13 +62,17 @@ IO_NFIELDS = 1  # fields expected in buf (2 per level)
 IO_SEQ = 2  # ring sequence to publish with
 IO_EXCH_NS = 3
 IO_RECV_NS = 4
-IO_TRADE_SIDE = 5  # +1 buyer-initiated, -1 seller-initiated
+IO_TRADE_SIDE = 5  # (unused: each trade's side is in tmeta)
 IO_MARKET = 6
 IO_PUBLISH = 7  # 1: publish after applying
 IO_OUT_WHERE = 8  # out: index of the bad field
 IO_OUT_DROPPED = 9  # out: levels dropped beyond the capacity (cumulative)
 IO_OUT_PUB_NS = 10  # out: publish time
 IO_WORDS = 12
+
+# tmeta columns (MODE_TRADE): one row per trade of the frame
+TM_EXCH_NS = 0  # the trade's exchange time
+TM_SIDE = 1  # +1 buyer-initiated, -1 seller-initiated
 
 
 @nb.njit(cache=True, nogil=True)
@@ -167,10 +173,25 @@ def _stage(keys, sizes, n, slot, io, invalid):
 
 
 @nb.njit(cache=True, nogil=True)
-def frame_apply(buf, mode, keys, sizes, n, cap, vals, io, staging, ctrl, words, metrics):
+def _publish(keys, sizes, n, slot, sw, io, invalid, ctrl, words, m):
+    _stage(keys, sizes, n, slot, io, invalid)
+    t = publish_snapshot(ctrl, words, sw, slot, m)
+    io[IO_OUT_PUB_NS] = t
+    d = t - io[IO_RECV_NS]
+    m.venue_frame_to_publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, d)] += 1
+    m.venue_frame_to_publish_ns_sum += d
+    m.venue_book_levels[0] = n[0]
+    m.venue_book_levels[1] = n[1]
+
+
+@nb.njit(cache=True, nogil=True)
+def frame_apply(buf, mode, keys, sizes, n, cap, vals, io, tmeta, staging, ctrl, words, metrics):
     """Parse, validate, apply and (``io[IO_PUBLISH]``) publish one frame; 0 or a result code
     (``VENUE_REJECT`` code + 1). On a rejection before the apply step the book is unchanged;
-    ``R_CROSSED`` leaves the book crossed (the caller resubscribes)."""
+    ``R_CROSSED`` leaves the book crossed (the caller resubscribes). A trade frame
+    (``MODE_TRADE``) is validated whole, then each of its trades is published as one snapshot
+    of the current book carrying that trade, in order, with sequence numbers ``io[IO_SEQ]``,
+    ``io[IO_SEQ] + 1``, ... (``tmeta[i]``: trade i's exchange time and side)."""
     m = metrics[0]
     slot = staging[0]
     sw = staging.view(np.int64)
@@ -199,9 +220,17 @@ def frame_apply(buf, mode, keys, sizes, n, cap, vals, io, staging, ctrl, words, 
                 io[IO_OUT_WHERE] = 2 * i + 1
                 return R_ZERO_SIZE
         if mode == MODE_TRADE:
-            slot.trade_px = vals[0]
-            slot.trade_sz = vals[1]
-            slot.trade_side = io[IO_TRADE_SIDE]
+            if io[IO_PUBLISH] != 0:
+                seq0 = io[IO_SEQ]
+                for i in range(nexp // 2):
+                    io[IO_SEQ] = seq0 + i
+                    io[IO_EXCH_NS] = tmeta[i, TM_EXCH_NS]
+                    slot.trade_px = vals[2 * i]
+                    slot.trade_sz = vals[2 * i + 1]
+                    slot.trade_side = tmeta[i, TM_SIDE]
+                    _publish(keys, sizes, n, slot, sw, io, False, ctrl, words, m)
+                io[IO_SEQ] = seq0
+            return OK
         else:
             if mode == MODE_SNAPSHOT:
                 n[0] = 0
@@ -217,14 +246,7 @@ def frame_apply(buf, mode, keys, sizes, n, cap, vals, io, staging, ctrl, words, 
             if n[0] > 0 and n[1] > 0 and -keys[0, 0] >= keys[1, 0]:
                 return R_CROSSED
     if io[IO_PUBLISH] != 0:
-        _stage(keys, sizes, n, slot, io, mode == MODE_INVALID)
-        t = publish_snapshot(ctrl, words, sw, slot, m)
-        io[IO_OUT_PUB_NS] = t
-        d = t - io[IO_RECV_NS]
-        m.venue_frame_to_publish_ns_bucket[bucket_index(LATENCY_NS_EDGES, d)] += 1
-        m.venue_frame_to_publish_ns_sum += d
-        m.venue_book_levels[0] = n[0]
-        m.venue_book_levels[1] = n[1]
+        _publish(keys, sizes, n, slot, sw, io, mode == MODE_INVALID, ctrl, words, m)
     return OK
 
 
@@ -243,11 +265,17 @@ class Book:
         self.n = np.zeros(2, np.int64)
         self.vals = np.zeros(max_fields, np.int64)
         self.io = np.zeros(IO_WORDS, np.int64)
+        self.tmeta = np.zeros((64, 2), np.int64)  # per trade of a trade frame (TM_*)
         self.staging = np.zeros(1, TICK_SLOT)
 
     def ensure_fields(self, nfields: int) -> None:
         if nfields > len(self.vals):
             self.vals = np.zeros(max(nfields, 2 * len(self.vals)), np.int64)
+
+    def ensure_trades(self, ntrades: int) -> None:
+        if ntrades > len(self.tmeta):
+            self.tmeta = np.zeros((max(ntrades, 2 * len(self.tmeta)), 2), np.int64)
+        self.ensure_fields(2 * ntrades)
 
     def top(self) -> np.ndarray:
         """[bid px, bid sz, ask px, ask sz] x DEPTH, fixed point (0 = no level): for tests."""
@@ -269,6 +297,6 @@ def warm() -> None:
     fm = np.zeros(1, FEED_METRICS)
     buf = np.frombuffer(b"1.5,2,2.5,1", np.uint8)
     b.io[IO_NFIELDS], b.io[IO_NBID], b.io[IO_PUBLISH] = 4, 1, 1
-    frame_apply(buf, MODE_SNAPSHOT, b.keys, b.sizes, b.n, b.cap, b.vals, b.io, b.staging, ctrl,
-                words, fm)
+    frame_apply(buf, MODE_SNAPSHOT, b.keys, b.sizes, b.n, b.cap, b.vals, b.io, b.tmeta,
+                b.staging, ctrl, words, fm)
     now_ns()

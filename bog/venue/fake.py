@@ -15,7 +15,8 @@ per side wanders between one level and ~40 so thin books happen. Same seed, same
 
 Faults (``FAULTS``), scheduled at start (``--faults gap@5,stall@10:3``: kind@seconds[:arg]) or
 triggered at run time with ``POST /fake/fault {"kind": ..., "arg": ...}``. That endpoint and
-the others under ``/fake/`` exist only on the fake: ``GET /fake/stats`` and
+the others under ``/fake/`` exist only on the fake: ``GET /fake/stats``, ``POST /fake/tape``
+(one trade frame carrying several trades, for the feed's multi-trade frames) and
 ``POST /fake/books {"market_id": N, "ts_us": [...]}``, which returns the fake's own top 10 at
 the book time ``last_updated_at`` (unique per update), so a test can compare what the feed
 published with the book the venue really had.
@@ -361,6 +362,7 @@ class FakeVenue:
             Route(L.REST_PREFIX + L.REST_ACTIVE_ORDERS, self.rest_active_orders),
             Route("/fake/account", self.fake_account),
             Route("/fake/trade", self.fake_trade, methods=["POST"]),
+            Route("/fake/tape", self.fake_tape, methods=["POST"]),
             Route("/fake/config", self.fake_config, methods=["POST"]),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)
@@ -511,6 +513,27 @@ class FakeVenue:
         before = self.desk.stats["fills_total"]
         self.desk.on_taker(m, price, size, taker_buys)
         return JSONResponse({"fills": self.desk.stats["fills_total"] - before})
+
+    async def fake_tape(self, request: Request) -> Response:
+        """``POST /fake/tape {"market_id", "trades": [{"taker_buys", "price", "size"}, ...]}``:
+        broadcast ONE ``update/trade`` frame carrying these trades, in order (venue units; each
+        stamped now + its index in µs, or its own ``ts_us``). Public tape only: the book and
+        resting orders are not touched. A size of 0 makes a bad trade (tests of rejects)."""
+        try:
+            body = orjson.loads(await request.body())
+            m = self.markets[int(body["market_id"])]
+            now = now_us()
+            trades = [(int(t["price"]), int(t["size"]), bool(t["taker_buys"]),
+                       int(t.get("ts_us") or now + i)) for i, t in enumerate(body["trades"])]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return JSONResponse({"error": "body must be {\"market_id\", \"trades\": "
+                                          "[{\"taker_buys\", \"price\", \"size\"}, ...]} "
+                                          "(venue units)"}, 400)
+        # maker_ask: the ask was the maker, i.e. the taker bought
+        frame = m.trade_frame(L.T_TRADE_UPDATE, trades)
+        self.stats["trades_total"] += len(trades)
+        self.broadcast(L.CH_TRADE, m.spec.market_id, dumps(frame))
+        return JSONResponse({"trades": [t["trade_id"] for t in frame[L.F_TRADES]]})
 
     async def fake_config(self, request: Request) -> Response:
         """``POST /fake/config {"rate_limit_per_min": N}`` (0: off)."""
