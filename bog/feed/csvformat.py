@@ -10,8 +10,9 @@ Columns are found by name, so their order does not matter and extra columns are 
 ``local_timestamp`` is optional. Absent levels (a thin book) are empty fields. Only the first
 ``DEPTH`` levels are kept. No quoting: tardis files have none.
 
-Parsing is one numba kernel over the raw bytes (``parse_rows``), chunk by chunk, so a
-million-row file loads in a second or two. Decimal text is converted straight to fixed point
+Parsing is one numba kernel over the raw bytes (``parse_rows``), chunk by chunk, one pass
+over each line: plain decimals are converted as they are scanned, anything else goes through
+``parse_fixed``. Decimal text is converted straight to fixed point
 x1e9 with integer arithmetic (exact for up to 18 significant digits; digits below 1e-9 are
 rounded half up), never through a float. The kernel only checks syntax (field count,
 numbers, NaN); book sanity (prices, crossing, order, time) is checked for every format alike
@@ -49,6 +50,7 @@ PARSE_REASONS = {
 }
 
 MAX_I64 = np.int64(9223372036854775807)
+_POW10 = np.array([10 ** k for k in range(19)], np.int64)
 
 # colmap layout: [timestamp, local_timestamp (-1 if absent)] + per level k < nlev:
 # [asks[k].price, asks[k].amount, bids[k].price, bids[k].amount]
@@ -185,26 +187,27 @@ def parse_fixed(buf, s, e):
         exp10 += -ev if eneg else ev
     if s != e:
         return F_BAD, np.int64(0)
+    st, v = _fixed_value(mant, exp10)
+    return st, -v if neg else v
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fixed_value(mant, exp10):
+    """(status, mant x 10^exp10 in fixed point x1e9): digits below 1e-9 rounded half up."""
     if mant == 0:
         return F_OK, np.int64(0)
     p = exp10 + 9  # fixed point x1e9
     if p >= 0:
         if p > 18:
             return F_RANGE, np.int64(0)
-        pw = np.int64(1)
-        for _ in range(p):
-            pw *= 10
+        pw = _POW10[p]
         if mant > MAX_I64 // pw:
             return F_RANGE, np.int64(0)
-        v = mant * pw
-    elif p < -18:
-        v = np.int64(0)
-    else:
-        pw = np.int64(1)
-        for _ in range(-p):
-            pw *= 10
-        v = (mant + pw // 2) // pw  # round half up
-    return F_OK, -v if neg else v
+        return F_OK, mant * pw
+    if p < -18:
+        return F_OK, np.int64(0)
+    pw = _POW10[-p]
+    return F_OK, (mant + pw // 2) // pw  # round half up
 
 
 @nb.njit(cache=True, nogil=True)
@@ -249,44 +252,120 @@ W_ASK_PX_L, W_ASK_SZ_L = _word("ask_px_l"), _word("ask_sz_l")
 W_FLAGS = _word("flags")  # flags is byte 0 of this word; venue/trade_side (bytes 1-2) stay 0
 
 
+R_OTHER, R_NUM = 0, 1  # column roles in parse_rows: a level price/amount is R_NUM
+
+
 @nb.njit(cache=True, nogil=True)
 def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, err_col,
                err_off, counts):
     """Parse the complete lines of ``buf`` (bytes after the header) into ``out``.
 
-    ``out`` is zeroed TICK_SLOT records as int64 words (n, TICK_SLOT_WORDS); ``line0`` is the
-    file line number of the line before ``buf``. Good rows go to ``out`` with their line
-    numbers in ``lines``; bad rows to ``err_*`` (line, E_* code, column, byte offset of the
-    line in ``buf``). Blank lines are skipped. counts <- [rows ok, rows bad, last line].
+    ``out`` is TICK_SLOT records as int64 words (n, TICK_SLOT_WORDS), written whole (every
+    word of a good row; the words a CSV has no column for are 0); ``line0`` is the file line
+    number of the line before ``buf``. Good rows go to ``out`` with their line numbers in
+    ``lines``; bad rows to ``err_*`` (line, E_* code, column, byte offset of the line in
+    ``buf``). Blank lines are skipped. counts <- [rows ok, rows bad, last line].
+
+    One pass over each line's bytes: the level columns' plain decimals (digits, an optional
+    '.' and digits) are converted to fixed point as they are scanned; any other text (sign,
+    exponent, spaces, NaN, junk, empty) goes through ``parse_fixed``, so values and statuses
+    are exactly ``parse_fixed``'s. The row's errors are then decided from the fields'
+    statuses in the same order as always: field count, timestamp, local timestamp, then level
+    by level (asks before bids; price, amount, half level).
     """
     n = buf.shape[0]
+    nw = out.shape[1]
     fs = np.empty(ncols, np.int64)
     fe = np.empty(ncols, np.int64)
+    cst = np.zeros(ncols, np.int64)  # R_NUM columns: parse status and value of this row
+    cval = np.zeros(ncols, np.int64)
+    role = np.zeros(ncols, np.int64)
+    for q in range(CM_LEVELS, CM_LEVELS + 4 * nlev):
+        role[colmap[q]] = R_NUM
     line = line0
     nok = 0
     nerr = 0
     i = 0
     while i < n:
-        j = i
-        while j < n and buf[j] != 10:
-            j += 1
-        line += 1
         start = i
-        e = j
-        i = j + 1
-        if e > start and buf[e - 1] == 13:
-            e -= 1
-        if e == start:
+        line += 1
+        c0 = buf[i]
+        if c0 == 10:
+            i += 1
             continue  # blank line: not a row
+        if c0 == 13 and (i + 1 == n or buf[i + 1] == 10):
+            i += 2
+            continue  # blank line (CRLF)
+        k = i
         nf = 0
-        s = start
-        for k in range(start, e + 1):
-            if k == e or buf[k] == 44:
-                if nf < ncols:
+        while True:  # one field per iteration; k at its first byte
+            s = k
+            num = nf < ncols and role[nf] == R_NUM
+            done = False
+            if num:
+                mant = np.int64(0)
+                exp10 = 0
+                sig = 0
+                ndig = 0
+                while k < n:
+                    d = np.int64(buf[k]) - 48
+                    if d < 0 or d > 9:
+                        break
+                    if sig < 18:
+                        mant = mant * 10 + d
+                        if mant > 0:
+                            sig += 1
+                    else:
+                        exp10 += 1  # integer digit beyond 18 significant ones
+                    ndig += 1
+                    k += 1
+                if k < n and buf[k] == 46:  # '.'
+                    k += 1
+                    while k < n:
+                        d = np.int64(buf[k]) - 48
+                        if d < 0 or d > 9:
+                            break
+                        if sig < 18:
+                            mant = mant * 10 + d
+                            exp10 -= 1
+                            if mant > 0:
+                                sig += 1
+                        ndig += 1
+                        k += 1
+                if ndig > 0:
+                    if k == n or buf[k] == 44 or buf[k] == 10:
+                        done = True
+                    elif buf[k] == 13 and (k + 1 == n or buf[k + 1] == 10):
+                        done = True  # the line's CR: not part of the field
+                if done:
+                    st, v = _fixed_value(mant, exp10)
+                    cst[nf] = st
+                    cval[nf] = v
                     fs[nf] = s
                     fe[nf] = k
-                nf += 1
-                s = k + 1
+                    if k < n and buf[k] == 13:
+                        k += 1
+            if not done:  # any other field: find its end (from where the scan stopped)
+                while k < n:
+                    c = buf[k]
+                    if c == 44 or c == 10:
+                        break
+                    k += 1
+                f_end = k
+                if (k == n or buf[k] == 10) and f_end > s and buf[f_end - 1] == 13:
+                    f_end -= 1  # the line's CR
+                if nf < ncols:
+                    fs[nf] = s
+                    fe[nf] = f_end
+                    if num:
+                        st, v = parse_fixed(buf, s, f_end)
+                        cst[nf] = st
+                        cval[nf] = v
+            nf += 1
+            if k >= n or buf[k] == 10:
+                break
+            k += 1  # the comma
+        i = k + 1
         code = 0
         col = 0
         ts = np.int64(0)
@@ -311,7 +390,6 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
             elif st != F_EMPTY:
                 code = E_TIMESTAMP
                 col = c
-        r = out[nok]  # overwritten by the next row if this one fails
         full = True
         if code == 0:
             for lv in range(nlev):
@@ -319,8 +397,8 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
                 for side in range(2):  # 0 asks, 1 bids
                     cp = colmap[b + 2 * side]
                     ca = colmap[b + 2 * side + 1]
-                    sp, px = parse_fixed(buf, fs[cp], fe[cp])
-                    sa, sz = parse_fixed(buf, fs[ca], fe[ca])
+                    sp = cst[cp]
+                    sa = cst[ca]
                     if sp != F_OK and sp != F_EMPTY:
                         code = _field_error(sp)
                         col = cp
@@ -335,12 +413,6 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
                         break
                     if sp == F_EMPTY:
                         full = False
-                    if side == 0:
-                        r[W_ASK_PX_L + lv] = px
-                        r[W_ASK_SZ_L + lv] = sz
-                    else:
-                        r[W_BID_PX_L + lv] = px
-                        r[W_BID_SZ_L + lv] = sz
                 if code != 0:
                     break
         if code != 0:
@@ -350,6 +422,15 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
             err_off[nerr] = start
             nerr += 1
             continue
+        r = out[nok]
+        for w in range(nw):
+            r[w] = 0
+        for lv in range(nlev):
+            b = CM_LEVELS + 4 * lv
+            r[W_ASK_PX_L + lv] = cval[colmap[b]]  # an empty field's value is 0
+            r[W_ASK_SZ_L + lv] = cval[colmap[b + 1]]
+            r[W_BID_PX_L + lv] = cval[colmap[b + 2]]
+            r[W_BID_SZ_L + lv] = cval[colmap[b + 3]]
         r[W_EXCHANGE_TS] = ts * 1000
         r[W_LOCAL_RECV] = local_ts * 1000
         r[W_BID_PX] = r[W_BID_PX_L]
@@ -426,23 +507,20 @@ class BookCsvReader:
         self.counts = np.zeros(3, np.int64)
         self._rows = np.zeros(0, TICK_SLOT)
         self._lines = np.zeros(0, np.int64)
+        self._errs = np.zeros((4, 0), np.int64)
 
     def next_chunk(self) -> ParsedChunk | None:
         data = self.src.next()
         if data is None:
             return None
         cap = data.count(b"\n") + 1
-        if len(self._rows) < cap:
+        if len(self._rows) < cap:  # (the parser writes every word of the rows it keeps)
             self._rows = np.zeros(cap, TICK_SLOT)
             self._lines = np.zeros(cap, np.int64)
-        else:
-            self._rows[:cap] = 0  # the parser writes only the fields a CSV has
+            self._errs = np.zeros((4, cap), np.int64)
         buf = np.frombuffer(data, np.uint8)
         words = self._rows.view(np.int64).reshape(len(self._rows), TICK_SLOT_WORDS)
-        e_line = np.zeros(cap, np.int64)
-        e_code = np.zeros(cap, np.int64)
-        e_col = np.zeros(cap, np.int64)
-        e_off = np.zeros(cap, np.int64)
+        e_line, e_code, e_col, e_off = self._errs
         parse_rows(buf, self.colmap, self.ncols, self.nlev, self.line, words, self._lines,
                    e_line, e_code, e_col, e_off, self.counts)
         nok, nerr = int(self.counts[0]), int(self.counts[1])
