@@ -416,6 +416,15 @@ def install_config(m: Machine, execution: str = "", extra: str = "") -> None:
     assert "warning" not in r.stderr, r.stderr
 
 
+def wait_gateway(m: Machine, pred, timeout_s: float, what: str) -> dict:
+    """wait_status, failing with the gateway's last journal lines (a start refusal is one)."""
+    try:
+        return wait_status(m, pred, timeout_s, what)
+    except AssertionError as e:
+        log = m.sh("journalctl -u bog-gateway -n 15 --no-pager -o cat", check=False).stdout
+        raise AssertionError(f"{what}: the gateway's journal ends with:\n{log}") from e
+
+
 def assert_exit_as_judged(m: Machine) -> dict:
     """bogctl status exits with its own judgement: 0 healthy, 1 degraded, 2 down."""
     r = m.sh("bogctl status --json", check=False)
@@ -481,6 +490,9 @@ def test_dry_run_gateway_under_systemd(m, api_key):
     m.sh(f"mkdir -p {os.path.dirname(GW_DROPIN)} && printf '[Service]\\n"
          f"LoadCredential=lighter-api-key:{KEY_PATH}\\n' > {GW_DROPIN}")
     m.sh("systemctl daemon-reload && systemctl restart bog-trading.target", timeout=240)
+    s = wait_gateway(m, lambda s: s["processes"]["gateway"]["up"]
+                     and s["gateway"]["engine_attached"] and s["gateway"]["intents_sent"] > 0
+                     and s["processes"]["engine"]["up"], 90, "the gateway taking intents")
     units = ["bog-trading.target", "bog-feed", "bog-engine", "bog-monitor", "bog-gateway"]
     assert m.sh("systemctl is-active " + " ".join(units)).stdout.split() == ["active"] * 5
     pid = main_pid(m, "bog-gateway")
@@ -489,9 +501,6 @@ def test_dry_run_gateway_under_systemd(m, api_key):
     # systemd's copy of the key: owned by bog, 0400, in a directory of bog's, 0500 - accepted
     cred = m.sh(f"stat -c '%a %U' {os.path.dirname(CREDENTIAL)} {CREDENTIAL}").stdout.split("\n")
     assert cred[:2] == ["500 bog", "400 bog"], cred
-    s = wait_status(m, lambda s: s["processes"]["gateway"]["up"]
-                    and s["gateway"]["engine_attached"] and s["gateway"]["intents_sent"] > 0
-                    and s["processes"]["engine"]["up"], 90, "the gateway taking intents")
     g = s["gateway"]
     assert (g["mode"], g["network"], g["venue_connected"]) == ("dry-run", "testnet", True), g
     assert s["systemd"]["bog-gateway.service"]["active"] == "active"
@@ -556,9 +565,9 @@ def test_live_gateway_takes_the_systemd_credential_and_connects(m, api_key):
     assert f"\nLoadCredential=lighter-api-key:{KEY_PATH}\n" in unit
     assert "IPAddressAllow=localhost" in unit  # the venue on the loopback: no other address
     m.sh("systemctl daemon-reload && systemctl restart bog-trading.target", timeout=240)
-    s = wait_status(m, lambda s: s["processes"]["gateway"]["up"] and s["gateway"]["mode"] == "live"
-                    and s["gateway"]["venue_connected"] and s["gateway"]["dead_man_armed"]
-                    and s["gateway"]["engine_attached"], 90, "live gateway connected, armed")
+    wait_gateway(m, lambda s: s["processes"]["gateway"]["up"] and s["gateway"]["mode"] == "live"
+                 and s["gateway"]["venue_connected"] and s["gateway"]["dead_man_armed"]
+                 and s["gateway"]["engine_attached"], 90, "live gateway connected, armed")
     log = m.sh("journalctl -u bog-gateway --no-pager -o cat").stdout
     assert (f"API key from systemd credential lighter-api-key at {CREDENTIAL}: owner-only"
             in log), log[-3000:]
