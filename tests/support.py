@@ -181,13 +181,14 @@ LIGHTER_RUNBOOK = "(lighter feed)"  # sections run against a lighter pipeline (t
 
 
 def runbook_blocks() -> dict[str, list[list[str]]]:
-    """Section title -> its ``bash`` blocks, each a list of commands (comments dropped)."""
+    """Section title -> its ``bash`` blocks, each a list of commands (comments dropped). A
+    ``###`` subsection (the execution gateway's alerts) is a section of its own."""
     out: dict[str, list[list[str]]] = {}
     section = ""
     in_block = False
     for line in RUNBOOK.read_text().splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
+        if line.startswith(("## ", "### ")) and not in_block:
+            section = line.split(" ", 1)[1].strip()
         elif line.strip() == "```bash":
             in_block = True
             out.setdefault(section, []).append([])

@@ -203,7 +203,10 @@ class GatewayService(Service):
                     f"{self.market.symbol} ({self.market.market_id}), dead-man window "
                     f"{cfg.gateway.dead_man_window_s:.0f} s, {len(self.seen_trade_ids)} "
                     "venue trade ids known from the journal")
-        if self.dry_run and self.creds is None:
+        if self.creds is not None:  # where the key is, never the key
+            log.info("API key from %s at %s: owner-only, a Lighter API key",
+                     self.creds.source, self.creds.path)
+        elif self.dry_run:
             log.warning("dry-run without credentials: intents are logged unsigned")
 
     # -- main loop ----------------------------------------------------------------------------

@@ -10,7 +10,13 @@ order and each leaves bog running for the next. What each checks:
 5. SIGSTOP: the watchdog kills and restarts the process (its stack is in the journal).
 6. Daily loss trips the breaker: DailyLossLimit and CircuitBreakerTripped runbooks, reset.
 7. Fill queue overflow: FillQueueOverflow runbook, then the larger queue and restart.
-8. The monitor stopped: MonitorDown runbook. 9. start/stop/restart. 10. nothing skipped.
+8. The monitor stopped: MonitorDown runbook. 9. start/stop/restart.
+10. execution.mode dry-run: bog-gateway in the target (the API key as a systemd credential via
+    a drop-in), bogctl status/stop/start gateway, its journal, the GatewayDown runbook; the key
+    in no journal field, status output, command line or environment.
+11. live against bog fake-venue (a transient unit on the container's loopback): the rendered
+    LoadCredential= copy accepted, the venue connected, the dead-man armed; the gateway's live
+    runbook sections. 12. nothing skipped.
 """
 
 from __future__ import annotations
@@ -390,6 +396,211 @@ def test_start_stop_restart_section(m):
     # the guide's literal command names a unit that does not exist (see docs/runbook.md)
     r = m.sh("systemctl restart bog-trading", check=False)
     assert r.returncode != 0 and "bog-trading.service not found" in r.stderr
+
+
+# -- the execution gateway under systemd: dry-run, then live against bog fake-venue ---------
+GW_DROPIN = "/etc/systemd/system/bog-gateway.service.d/10-credential.conf"
+KEY_PATH = "/etc/bog/lighter-api-key"  # bog.units.API_KEY_CREDENTIAL_PATH
+CREDENTIAL = "/run/credentials/bog-gateway.service/lighter-api-key"
+FAKE_PORT = 8765
+ACCOUNT, KEY_INDEX = 21, 4
+
+
+def install_config(m: Machine, execution: str = "", extra: str = "") -> None:
+    """/etc/bog/bog.toml = CONFIG with lines added to [execution] and sections appended; the
+    units rendered for it (install-units; daemon-reload is its own)."""
+    text = CONFIG.replace("[execution]\n", "[execution]\n" + execution) + extra
+    (m.tmp / "bog.toml").write_text(text)
+    m.sh("install -m 644 /mnt/bogtest/bog.toml /etc/bog/bog.toml")
+    r = m.sh(f"bogctl install-units --watchdog-sec {WATCHDOG_S}")
+    assert "warning" not in r.stderr, r.stderr
+
+
+def wait_gateway(m: Machine, pred, timeout_s: float, what: str) -> dict:
+    """wait_status, failing with the gateway's last journal lines (a start refusal is one)."""
+    try:
+        return wait_status(m, pred, timeout_s, what)
+    except AssertionError as e:
+        log = m.sh("journalctl -u bog-gateway -n 15 --no-pager -o cat", check=False).stdout
+        raise AssertionError(f"{what}: the gateway's journal ends with:\n{log}") from e
+
+
+def assert_exit_as_judged(m: Machine) -> dict:
+    """bogctl status exits with its own judgement: 0 healthy, 1 degraded, 2 down."""
+    r = m.sh("bogctl status --json", check=False)
+    s = json.loads(r.stdout)
+    assert r.returncode == {"healthy": 0, "degraded": 1}.get(s["status"], 2), (r.returncode, s)
+    return s
+
+
+def key_fragments(key: str, n: int = 16) -> set[str]:
+    k = key[2:] if key.startswith("0x") else key
+    return {k[i:i + n] for i in range(len(k) - n + 1)} | {key}
+
+
+def assert_key_nowhere(m: Machine, key: str) -> None:
+    """The key, or any 16-character piece of it, in none of: the whole journal (every field
+    of every entry), bogctl status (text and JSON), the gateway's command line (its title)
+    and its unit's properties (environment, credentials)
+    - each shown to hold the gateway's own lines or fields (so the search is not vacuous)."""
+    pid = main_pid(m, "bog-gateway")
+    outputs = {
+        "journal": m.sh("journalctl -o json --no-pager", timeout=120).stdout,
+        "bogctl status": m.sh("bogctl status", check=False).stdout,
+        "bogctl status --json": m.sh("bogctl status --json", check=False).stdout,
+        "cmdline": m.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout,
+        # its environment as systemd gives it (/proc/PID/environ is overwritten by the title)
+        "systemctl show": m.sh("systemctl show bog-gateway").stdout,
+    }
+    assert "bog-gateway" in outputs["journal"] and "gateway:" in outputs["bogctl status"]
+    assert "bog-gateway" in outputs["cmdline"]
+    assert "BOG_STATE_DIR=" in outputs["systemctl show"], outputs["systemctl show"]
+    frags = key_fragments(key.lower())
+    for what, text in outputs.items():
+        low = text.lower()
+        hits = [f for f in frags if f in low]
+        assert not hits, f"{len(hits)} pieces of the API key in {what}"
+
+
+@pytest.fixture(scope="module")
+def api_key(m):
+    """A throwaway Lighter API key from the SDK, root-owned 0600 at /etc/bog/lighter-api-key
+    as docs/live-trading.md says (systemd's LoadCredential= reads it)."""
+    import lighter  # the lighter extra: ./scripts/setup --test installs it
+
+    key, _pub, err = lighter.create_api_key()
+    assert err is None and key
+    host = m.tmp / "lighter-api-key"
+    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    try:
+        m.sh(f"install -m 600 -o root -g root /mnt/bogtest/lighter-api-key {KEY_PATH}")
+    finally:
+        host.unlink()
+    return key
+
+
+def test_dry_run_gateway_under_systemd(m, api_key):
+    install_config(m, execution='mode = "dry-run"\n')
+    unit = m.sh("cat /etc/systemd/system/bog-gateway.service").stdout
+    assert f"#LoadCredential=lighter-api-key:{KEY_PATH}" in unit  # dry-run: commented out
+    assert "bog-gateway.service" in m.sh("cat /etc/systemd/system/bog-trading.target").stdout
+    # the unit's own advice for signing in dry-run: the credential in a drop-in
+    m.sh(f"mkdir -p {os.path.dirname(GW_DROPIN)} && printf '[Service]\\n"
+         f"LoadCredential=lighter-api-key:{KEY_PATH}\\n' > {GW_DROPIN}")
+    m.sh("systemctl daemon-reload && systemctl restart bog-trading.target", timeout=240)
+    s = wait_gateway(m, lambda s: s["processes"]["gateway"]["up"]
+                     and s["gateway"]["engine_attached"] and s["gateway"]["intents_sent"] > 0
+                     and s["processes"]["engine"]["up"], 90, "the gateway taking intents")
+    units = ["bog-trading.target", "bog-feed", "bog-engine", "bog-monitor", "bog-gateway"]
+    assert m.sh("systemctl is-active " + " ".join(units)).stdout.split() == ["active"] * 5
+    pid = main_pid(m, "bog-gateway")
+    assert m.sh(f"stat -c %U /proc/{pid}").stdout.strip() == "bog"
+    assert m.sh("systemctl show -p StatusText --value bog-gateway").stdout.strip() == "running"
+    # systemd's copy of the key: owned by bog, 0400, in a directory of bog's, 0500 - accepted
+    cred = m.sh(f"stat -c '%a %U' {os.path.dirname(CREDENTIAL)} {CREDENTIAL}").stdout.split("\n")
+    assert cred[:2] == ["500 bog", "400 bog"], cred
+    g = s["gateway"]
+    assert (g["mode"], g["network"], g["venue_connected"]) == ("dry-run", "testnet", True), g
+    assert s["systemd"]["bog-gateway.service"]["active"] == "active"
+    assert not [p for p in s["problems"] if "gateway" in p], s["problems"]
+    # bogctl status: the gateway line, and the exit code its judgement gives
+    r = m.sh("bogctl status", check=False)
+    assert_exit_as_judged(m)
+    assert re.search(r"^gateway:  dry-run on testnet  venue connected  dead-man off \(dry-run\)",
+                     r.stdout, re.M), r.stdout
+    assert re.search(r"^  gateway +up +pid", r.stdout, re.M), r.stdout
+    # the journal: the gateway's lines, the credential taken from systemd's copy
+    log = m.wait("journalctl -u bog-gateway --no-pager -o cat",
+                 lambda out: "dry-run: would send create order" in out, 30, "would-send lines")
+    assert "bog-gateway dry-run on testnet: orders are logged, never sent" in log
+    assert (f"API key from systemd credential lighter-api-key at {CREDENTIAL}: owner-only"
+            in log), log[-3000:]
+    assert "without credentials" not in log
+    fields = json.loads(m.sh("journalctl -u bog-gateway -n 1 -o json --no-pager").stdout)
+    assert fields["SYSLOG_IDENTIFIER"] == "bog-gateway" and fields["BOG_PROCESS"] == "gateway"
+    assert "would send" in m.sh("bogctl logs --process gateway -n 20").stdout
+
+    # bogctl stop gateway: only the gateway stops; the engine says so and stops quoting
+    m.sh("bogctl stop gateway")
+    assert m.sh("systemctl is-active bog-gateway", check=False).stdout.strip() == "inactive"
+    assert m.sh("systemctl is-active bog-engine bog-feed").stdout.split() == ["active"] * 2
+    s = wait_status(m, lambda s: not s["processes"]["gateway"]["up"], 30, "gateway down")
+    assert "gateway is down" in " ".join(s["problems"]), s["problems"]
+    m.wait("journalctl -u bog-engine --no-pager -o cat", lambda out: "Gateway down" in out,
+           30, "the engine's 'Gateway down'")
+    # ... the runbook's GatewayDown section, which ends with `bogctl start gateway`
+    res = runbook(m, "Gateway down", allow_fail=("bogctl status", "systemctl status"))
+    first, last = res["bogctl status"], res["bogctl status#2"]
+    assert first.returncode == 2 and "gateway is down" in first.stdout, first.stdout
+    ls = next(v.stdout for k, v in res.items() if k.startswith(f"ls -l {KEY_PATH}"))
+    assert ls.startswith("-rw------- 1 root root"), ls
+    assert "bogctl: systemctl start bog-gateway.service: done" in res["bogctl start gateway"].stdout
+    assert m.sh("systemctl is-active bog-gateway").stdout.strip() == "active"
+    assert main_pid(m, "bog-gateway") != pid
+    s = wait_status(m, lambda s: s["processes"]["gateway"]["up"]
+                    and s["gateway"]["engine_attached"], 60, "gateway back")
+    # Type=notify: `bogctl start gateway` returned once the gateway said READY=1
+    assert last.returncode in (0, 1) and "gateway is down" not in last.stdout, last.stdout
+    m.wait("journalctl -u bog-gateway --no-pager -o cat",
+           lambda out: out.count("bog-gateway dry-run on testnet") >= 2, 30, "second start")
+    m.wait("journalctl -u bog-engine --no-pager -o cat", lambda out: "Gateway up" in out,
+           30, "the engine's 'Gateway up'")
+    assert_key_nowhere(m, api_key)
+
+
+def test_live_gateway_takes_the_systemd_credential_and_connects(m, api_key):
+    # the venue: bog fake-venue, its own process (a transient unit) on the container's loopback
+    m.sh(f"systemd-run --unit=bog-fake-venue --property=Type=exec $(command -v bog) fake-venue "
+         f"--port {FAKE_PORT} --rate 4 --markets BTC")
+    m.wait(f"curl -sf http://127.0.0.1:{FAKE_PORT}/api/v1/orderBooks",
+           lambda out: '"BTC"' in out, 60, "the fake venue up")
+    url = f"ws://127.0.0.1:{FAKE_PORT}/stream"
+    m.sh(f"rm -f {GW_DROPIN}")  # live renders LoadCredential= itself
+    install_config(m, execution='mode = "live"\n', extra=(
+        f'\n[gateway]\nnetwork = "testnet"\nurl = "{url}"\naccount_index = {ACCOUNT}\n'
+        f"api_key_index = {KEY_INDEX}\ndead_man_window_s = 30.0\nreconcile_every_s = 1.0\n"))
+    unit = m.sh("cat /etc/systemd/system/bog-gateway.service").stdout
+    assert f"\nLoadCredential=lighter-api-key:{KEY_PATH}\n" in unit
+    assert "IPAddressAllow=localhost" in unit  # the venue on the loopback: no other address
+    m.sh("systemctl daemon-reload && systemctl restart bog-trading.target", timeout=240)
+    wait_gateway(m, lambda s: s["processes"]["gateway"]["up"] and s["gateway"]["mode"] == "live"
+                 and s["gateway"]["venue_connected"] and s["gateway"]["dead_man_armed"]
+                 and s["gateway"]["engine_attached"], 90, "live gateway connected, armed")
+    log = m.sh("journalctl -u bog-gateway --no-pager -o cat").stdout
+    assert (f"API key from systemd credential lighter-api-key at {CREDENTIAL}: owner-only"
+            in log), log[-3000:]
+    assert f"REAL ORDERS, account {ACCOUNT}, market BTC" in log, log[-3000:]
+    # the fake took the gateway's signed transactions (nonces of its key spent) and holds
+    # the dead-man switch's scheduled cancel-all
+    acct = json.loads(m.sh(f"curl -sf 'http://127.0.0.1:{FAKE_PORT}/fake/account?account="
+                           f"{ACCOUNT}'").stdout)
+    assert acct["nonces"].get(str(KEY_INDEX), 0) > 0 and acct["cancel_all_at_ms"] > 0, acct
+    # the paper session before left a position in the engine's journal; the venue's account
+    # is flat: two venue snapshots agree, the engine corrects its position to the venue's
+    wait_status(m, lambda s: not [p for p in s["problems"] if "drift" in p], 60, "no drift")
+    r = m.sh("bogctl status", check=False)
+    assert re.search(r"^gateway:  live on testnet  venue connected  dead-man armed", r.stdout,
+                     re.M), r.stdout
+    assert_exit_as_judged(m)
+    # the runbook's live sections, as written
+    res = runbook(m, "Venue order connection down")
+    assert '"gateway"' in next(v.stdout for k, v in res.items() if k.startswith("curl -s localhost:9090/health"))
+    assert "bog_gateway_venue_connected 1" in next(
+        v.stdout for k, v in res.items() if "venue_(connected|reconnects)" in k)
+    res = runbook(m, "Venue rejects rising")
+    assert "bog_gateway_venue_rejects_total" in next(
+        v.stdout for k, v in res.items() if k.startswith("curl"))
+    res = runbook(m, "Position drift high")
+    assert "bog_gateway_position_drift_btc" in next(
+        v.stdout for k, v in res.items() if k.startswith("curl"))
+    assert "gateway:  live" in res["bogctl status"].stdout
+    res = runbook(m, "Dead-man switch not armed")
+    assert "bog_gateway_dead_man_armed 1" in next(
+        v.stdout for k, v in res.items() if k.startswith("curl"))
+    m.sh("bogctl resume")
+    assert_key_nowhere(m, api_key)
 
 
 def test_every_runbook_block_was_run():
