@@ -342,3 +342,53 @@ def test_randomized_live_session_zero_drift(fake, key_file, pipeline_factory):
     assert int(pl.metrics()["fills_dropped_total"]) == 0
     assert any(d["type"] == "CancelAll" and d["reason"] == CANCEL_ALL_WHY[CANCEL_ALL_WHY.PAUSE]
                for d in journal(pl))
+
+
+def corrections(pl):
+    return [d for d in journal(pl) if d["type"] == "PositionCorrection"]
+
+
+def executor_fixed(pl) -> int:
+    return round(float(pl.metrics()["executor_position_btc"]) * FIXED)
+
+
+def test_live_position_correction_moves_the_kernel_ledger(fake, key_file, pipeline_factory):
+    """The account's position changes behind bog's back (a trade no channel reports: POST
+    /fake/position). The engine journals one PositionCorrection; the tracked position and the
+    kernel's ledger (``executor_position_btc``: what the strategy's skew and the position
+    limit use) both equal the venue's; no second correction follows. A later one beyond
+    ``risk.max_position_btc`` trips the position limit: the limit guards the venue's figure."""
+    f = fake(rate=QUIET)
+    pl = start_live(pipeline_factory(live_config(f, key_file, risk={"max_position_btc": 0.004})))
+    wait_for(lambda: len(resting(f)) == 2, 60, what="two quotes resting")
+    wait_for(lambda: int(pl.metrics("gateway")["reconciles_total"]) >= 2, 10, what="reconciled")
+    assert tracked_fixed(pl) == executor_fixed(pl) == 0
+    bid = next(o for o in resting(f) if not o["is_ask"])
+    r = f.post("/fake/position", {"account": ACCT, "market_id": BTC, "size": 250,
+                                  "price": bid["price"]})
+    assert r["position"] == 250, r
+    wait_for(lambda: len(corrections(pl)) == 1, 20, what="the correction journaled")
+    c = corrections(pl)[0]
+    assert c["delta_fixed"] == c["position_fixed"] == 250 * SZ
+    wait_for(lambda: tracked_fixed(pl) == 250 * SZ, 10, what="tracked position corrected")
+    wait_for(lambda: executor_fixed(pl) == 250 * SZ, 10, what="the kernel's ledger corrected")
+    assert venue_pos_fixed(f) == 250 * SZ
+    # more venue snapshots, each compared: nothing left to correct
+    n = int(pl.metrics("gateway")["reconciles_total"])
+    wait_for(lambda: int(pl.metrics("gateway")["reconciles_total"]) >= n + 5, 15,
+             what="five more venue snapshots")
+    time.sleep(0.5)  # the engine's reconcile (every 0.2 s) compared the last of them
+    assert len(corrections(pl)) == 1
+    assert int(pl.metrics()["position_corrections_total"]) == 1
+    assert tracked_fixed(pl) == executor_fixed(pl) == venue_pos_fixed(f) == 250 * SZ
+    assert pl.log_text().count("Position correction") == 1
+    assert len(resting(f)) == 2  # still quoting
+    # beyond the position limit (0.004 BTC): the kernel's ledger trips it
+    f.post("/fake/position", {"account": ACCT, "market_id": BTC, "size": 200,
+                              "price": bid["price"]})
+    wait_for(lambda: len(corrections(pl)) == 2, 20, what="the second correction journaled")
+    wait_for(lambda: "Circuit breaker tripped by risk: position limit breached"
+             in pl.log_text(), 10, what="the position limit tripped on the corrected ledger")
+    wait_for(lambda: resting(f) == [], 15, what="everything cancelled after the trip")
+    wait_for(lambda: executor_fixed(pl) == tracked_fixed(pl) == 450 * SZ, 10,
+             what="ledger and tracked position at the venue's")

@@ -798,13 +798,17 @@ class EngineService(Service):
                  "checkpoint", why, archive)
 
     def reconcile(self) -> None:
-        """Compare tracked position (+ fills still queued) with the executor's ledger.
+        """Compare tracked position (+ fills still queued) with the executor's ledger (paper,
+        dry-run) or the venue's position (live), and correct the tracked position to it. Live,
+        the kernel's ledger is corrected by the same delta (mailbox ``MB_CORRECT_*``): the
+        strategy and the position limit use it. ``executor_position_btc``: the kernel's ledger.
 
         The hot thread may be between updating its ledger and queueing a fill while this
         reads, so a drift is corrected only when two consecutive checks find the same one.
         """
         st = self.state[0]
         ledger = int(st["ledger_fixed"])
+        self.metrics.m[0]["executor_position_btc"] = ledger / FIXED
         what = "executor ledger"
         snap_ns = 0
         if self.mode == EXEC_MODE.LIVE:
@@ -833,12 +837,16 @@ class EngineService(Service):
         self._last_drift = drift
         m = self.metrics.m[0]
         m["position_drift_btc"] = drift / FIXED
-        m["executor_position_btc"] = ledger / FIXED
         if not confirmed:
             return
         self._last_drift = 0
         before = self.tracker.position_fixed
         self.tracker.correct(before + drift)
+        if self.mode == EXEC_MODE.LIVE:
+            # the venue is the truth: the kernel's ledger (strategy skew, position limit)
+            # moves by the same delta (paper: the ledger is the truth the tracker follows)
+            self.mb[K.MB_CORRECT_FIXED] += drift
+            self.mb[K.MB_CORRECT_SEQ] += 1  # after the sum: the kernel reads seq, then sum
         # journaled in order with the fills; kept pending (not lost) if the journal fails
         written = self._journal_write(lambda: self.journal.correction(
             drift, self.tracker.position_fixed,

@@ -125,7 +125,8 @@ class OrderDesk:
         self.rate_limit_per_min = 0  # weighted requests a minute per client address; 0: off
         self._buckets: dict[str, list[float]] = {}  # addr -> [tokens, last refill (monotonic)]
         self.stats = {"txs_total": 0, "txs_rejected": {}, "orders_total": 0, "fills_total": 0,
-                      "cancel_all_fired_total": 0, "rate_limited_total": 0}
+                      "cancel_all_fired_total": 0, "rate_limited_total": 0,
+                      "silent_trades_total": 0}
 
     # -- accounts ------------------------------------------------------------------------------
     def account(self, index: int) -> Account:
@@ -406,6 +407,16 @@ class OrderDesk:
         maker_ask = o.is_ask if is_maker else not o.is_ask
         self.venue.publish_trades(m, [(price, size, maker_ask, ts, tid)])
         return f
+
+    def book_silently(self, account: int, mid: int, size: int, price: int) -> int:
+        """``POST /fake/position``: the account's position moves by ``size`` at ``price`` and
+        no frame says so (only the REST account state shows it). Returns the new position."""
+        a = self.account(account)
+        self._position(a, mid, size, price)
+        self.stats["silent_trades_total"] += 1
+        log.warning("fake venue: account %d: position moved by %d at %d, unreported (now %d)",
+                    a.index, size, price, a.position[mid])
+        return a.position[mid]
 
     def _position(self, a: Account, mid: int, delta: int, price: int) -> None:
         pos = a.position.get(mid, 0)
