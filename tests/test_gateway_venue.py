@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(90)
 ACCT, KEY, BTC = 11, 2, 1
 # BTC in the fake: price 60000.0 (1 decimal), size 5 decimals, minimum 0.00020 (20 units)
 FAR_BID = 500_000  # 50000.0: rests, nothing reaches it
-CROSSING_BID = 700_000  # 70000.0: above every ask, a post-only is cancelled
+CROSSING_BID = 700_000  # 70000.0: above every ask, a post-only is refused (canceled-post-only)
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +135,18 @@ def test_post_only_reject_and_refused_tx(fake, key, caplog):
         async with Run(fake, key) as r:
             await r.s.place(client_order_index=201, is_ask=False, price=CROSSING_BID,
                             base_amount=20)
-            c = await r.wait(lambda: r.of(V.Cancelled, 201), what="post-only cancel")
-            assert c[0].reason == "post-only" and not r.of(V.Acked, 201)
+            # the venue refuses it with a status (canceled-post-only): a rejection with
+            # bog's code for that status, counted by code
+            c = await r.wait(lambda: r.of(V.Rejected, 201), what="post-only refusal")
+            assert c[0].code == L.STATUS_REJECT_CODES[L.ST_CANCELED_POST_ONLY] == -201
+            assert not r.of(V.Acked, 201) and not r.of(V.Cancelled, 201)
+            assert r.s.stats.rejects_by_code == {-201: 1} and r.s.stats.in_flight == 0
             # refused at sendTx (below the minimum size): Rejected with the venue's code,
             # the nonce stays usable
             await r.s.place(client_order_index=202, is_ask=False, price=FAR_BID, base_amount=1)
             rej = r.of(V.Rejected, 202)
             assert rej and rej[0].code == L.ERR_INVALID_BASE_AMOUNT
-            assert r.s.stats.rejects_by_code == {L.ERR_INVALID_BASE_AMOUNT: 1}
+            assert r.s.stats.rejects_by_code == {-201: 1, L.ERR_INVALID_BASE_AMOUNT: 1}
             await r.s.place(client_order_index=203, is_ask=False, price=FAR_BID, base_amount=20)
             await r.wait(lambda: r.of(V.Acked, 203), what="ack after a refusal")
             assert r.s.stats.nonce_refetches_total == 0

@@ -45,6 +45,7 @@ from bog.shm.codes import (
     BREAKER_CAUSE,
     CANCEL_ALL_WHY,
     EXEC_MODE,
+    GATEWAY_REFUSE,
     INTENT,
     SIGNAL,
     VENUE_EVENT,
@@ -105,6 +106,22 @@ GATEWAY_STALE_S = 2.0  # gateway heartbeat older than this: down (no quoting, dr
 DRAIN_PERIOD_S = 0.001  # main thread: fill queue and event buffer polling
 RING_DRAIN_STUCK_S = 1.0  # a closed feed ring is read to its end unless no progress this long
 FOREVER_NS = 1 << 62
+
+
+def reject_reason(code: int) -> str:
+    """What a rejection code of a venue event means, when bog knows: the gateway's own refusals
+    (-(1 + GATEWAY_REFUSE)), bog's codes for the venue's refusal statuses (<= -200, e.g. -201
+    post-only); "" for the venue's own numeric codes and the venue client's (-100 + code)."""
+    from bog.venue import lighter as L
+
+    for status, c in L.STATUS_REJECT_CODES.items():
+        if c == code:
+            return status
+    if code == L.STATUS_REJECT_OTHER:
+        return "canceled by the venue"
+    if -len(GATEWAY_REFUSE) <= code <= -1:
+        return f"gateway: {GATEWAY_REFUSE[-code - 1]}"
+    return ""
 
 
 def journal_path(cfg, instance: str) -> str:
@@ -636,8 +653,12 @@ class EngineService(Service):
             doc["order_id"] = coi
         if kind == VENUE_EVENT.REJECTED:
             doc["code"] = code
+            why = reject_reason(code)
+            if why:
+                doc["reason"] = why
             self._say("venue-reject", logging.WARNING,
-                      "Order rejected by the venue: order %d, code %d", coi, code)
+                      "Order rejected by the venue: order %d, code %d%s", coi, code,
+                      f" ({why})" if why else "")
         elif kind == VENUE_EVENT.ACKED and order_index:
             doc["venue_order_index"] = order_index
         elif kind == VENUE_EVENT.RESET:

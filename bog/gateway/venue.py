@@ -18,8 +18,9 @@ Lifecycle (one asyncio loop, the gateway's):
    invalid-nonce reply (21104) refetches the nonce and re-signs and resends once; any other
    refusal leaves the nonce where it was (the venue did not take it).
 3. Frames of the account channels become events for ``on_event`` (see below): an order seen
-   resting is ``Acked``; a final not-filled status is ``Cancelled`` (reason: the venue's
-   status); every trade of ours is ``Filled`` exactly once per venue trade id (ids seen are
+   resting is ``Acked``; ``canceled`` / ``canceled-expired`` are ``Cancelled``; any other final
+   ``canceled-...`` status is the venue refusing the order (a post-only that would take, ...):
+   ``Rejected`` with bog's code for it (``L.STATUS_REJECT_CODES``, counted by code); every trade of ours is ``Filled`` exactly once per venue trade id (ids seen are
    kept across reconnects, ``seen_trade_ids`` seeds them after a restart).
 4. ``reconcile()``: the venue's REST account state (position, open orders) as a
    ``PositionSnapshot``; orders bog believes open that the venue no longer lists (and that no
@@ -99,7 +100,7 @@ class Rejected:
 @dataclass(frozen=True)
 class Cancelled:
     client_order_index: int
-    reason: str  # "canceled" (by us or a cancel-all), "post-only", "expired", "gone", ...
+    reason: str  # "canceled" (by us or a cancel-all), "expired", "gone" (refusals: Rejected)
 
 
 @dataclass(frozen=True)
@@ -769,9 +770,17 @@ class VenueSession:
                     self._ack(o, idx, now_ns)
             elif status == L.ST_FILLED:
                 self._finish(coi, None)  # the Filled events come from the trades channel
-            elif isinstance(status, str) and status.startswith(L.ST_CANCELED_PREFIX):
+            elif status in (L.ST_CANCELED, L.ST_CANCELED_EXPIRED):
                 reason = status[len(L.ST_CANCELED_PREFIX) + 1:] or "canceled"
                 self._finish(coi, Cancelled(coi, reason))
+            elif isinstance(status, str) and status.startswith(L.ST_CANCELED_PREFIX):
+                # the venue refused the order itself (a post-only that would take, ...):
+                # a rejection with bog's code for the status
+                code = L.STATUS_REJECT_CODES.get(status, L.STATUS_REJECT_OTHER)
+                self._count_reject(code)
+                log.warning("Venue order rejected: client order %d code %d: %s", coi, code,
+                            status)
+                self._finish(coi, Rejected(coi, code, status))
             else:
                 self._frame_reject(f"order {coi} with unknown status {str(status)[:40]!r}")
 
