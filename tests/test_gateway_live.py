@@ -189,8 +189,12 @@ def test_live_order_life_place_ack_partial_full_fill(fake, key_file, pipeline_fa
     # a clean stop: the engine's cancel-all, then the gateway's, and the dead-man disarmed
     assert pl.procs["engine"].stop() == 0
     wait_for(lambda: resting(f) == [], 15, what="nothing resting after the engine's stop")
+    aborts = truth(f)["cancel_all_aborts"]
     assert pl.procs["gateway"].stop() == 0
     assert truth(f)["cancel_all_at_ms"] == 0 and "dead-man switch disarmed" in pl.log_text()
+    # the disarm itself reached the venue (the shutdown's cancel-all alone also clears the
+    # fake's scheduled one: the venue's behaviour there is unknown)
+    assert truth(f)["cancel_all_aborts"] == aborts + 1
 
 
 def test_live_requote_replace_post_only_and_nonce_recovery(fake, key_file, pipeline_factory,

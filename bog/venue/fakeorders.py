@@ -103,6 +103,7 @@ class Account:
     cancel_all_handle: asyncio.TimerHandle | None = None
     total_orders: int = 0
     cancel_all_fired: int = 0
+    cancel_all_aborts: int = 0  # abort transactions (TIF 2) taken, a scheduled one or not
 
 
 def tx_hash_of(tx_type: int, tx_info: str) -> str:
@@ -344,6 +345,9 @@ class OrderDesk:
 
     def cancel_all(self, a: Account, info: dict) -> None:
         tif = int(info[L.TXI_TIF])
+        # [fake: whether an immediate cancel-all also drops a scheduled one is unknown; the
+        # fake drops it. So that a disarm (abort) after it stays observable, aborts are
+        # counted in /fake/account "cancel_all_aborts"]
         if a.cancel_all_handle is not None:  # re-armed, aborted or superseded by "now"
             a.cancel_all_handle.cancel()
             a.cancel_all_handle = None
@@ -358,6 +362,7 @@ class OrderDesk:
                 delay, self.fire_cancel_all, a)
             log.info("fake venue: account %d: cancel-all scheduled in %.3f s", a.index, delay)
         else:
+            a.cancel_all_aborts += 1
             log.info("fake venue: account %d: scheduled cancel-all aborted", a.index)
 
     def fire_cancel_all(self, a: Account) -> None:
@@ -596,6 +601,7 @@ class OrderDesk:
             "fills": [f.__dict__ for f in a.fills],
             "nonces": {str(k): v for k, v in a.nonces.items()},
             "cancel_all_at_ms": a.cancel_all_at_ms, "cancel_all_fired": a.cancel_all_fired,
+            "cancel_all_aborts": a.cancel_all_aborts,
             "orders_total": a.total_orders,
         }
 
