@@ -5,6 +5,8 @@ Prints, never asserts (numbers depend on the machine):
   placement: the venue client's own work around the sign call);
 - signing cost per order (the SDK's native signer, ``VenueStats.last_sign_ns``);
 - intent -> ack round trip on loopback (``place()`` called -> ``Acked`` event);
+- event-loop stall: how late a task polling every 0.5 ms (as the gateway's intent reader does)
+  wakes up while the orders are signed and sent (signing runs off the loop);
 - tick -> intent in the ring is the engine's ``bog_tick_to_intent_ns``, measured by
   ``bog bench`` (the kernel path is the same in every execution mode).
 
@@ -28,6 +30,7 @@ from bog.bench import machine
 
 ACCT, KEY, MARKET = 31, 5, 1
 FAR_BID = 300_000  # 30000.0 in the fake's BTC (1 price decimal): rests
+WATCH_PERIOD_S = 0.0005  # the gateway's intent polling period (bog.gateway.process.POLL_S)
 
 
 def _pct(xs, q):
@@ -62,9 +65,23 @@ async def _measure(ws: str, http: str, n: int) -> dict:
     s = V.VenueSession(ws_url=ws, account_index=ACCT, api_key_index=KEY, market_index=MARKET,
                        signer=signer, on_event=on_event)
     task = asyncio.create_task(s.run())
-    send, sign, rtt = [], [], []
+    send, sign, rtt, stalls = [], [], [], []
+    watching = True
+
+    async def watch():
+        # the gateway's intent reader polls like this: how long does it wait beyond its
+        # period while orders are signed and sent?
+        last = time.perf_counter_ns()
+        while watching:
+            await asyncio.sleep(WATCH_PERIOD_S)
+            now = time.perf_counter_ns()
+            stalls.append(max(0, now - last - int(WATCH_PERIOD_S * 1e9)))
+            last = now
+
+    watcher = None
     try:
         await s.wait_connected(15)
+        watcher = asyncio.create_task(watch())
         for i in range(n):
             coi = 1000 + i
             t0 = time.perf_counter_ns()
@@ -81,13 +98,18 @@ async def _measure(ws: str, http: str, n: int) -> dict:
                 await s.cancel_all()
         await s.cancel_all()
     finally:
+        watching = False
+        if watcher is not None:
+            await watcher
         await s.close()
         await asyncio.wait_for(task, 10)
         await signer.close()
     return {"orders": n, "acked": len(rtt),
             "send_excl_sign_ns": {"p50": _pct(send, .5), "p99": _pct(send, .99)},
             "sign_ns": {"p50": _pct(sign, .5), "p99": _pct(sign, .99)},
-            "intent_to_ack_ns": {"p50": _pct(rtt, .5), "p99": _pct(rtt, .99)}}
+            "intent_to_ack_ns": {"p50": _pct(rtt, .5), "p99": _pct(rtt, .99)},
+            "loop_stall_ns": {"p50": _pct(stalls, .5), "p99": _pct(stalls, .99),
+                              "max": max(stalls, default=0)}}
 
 
 def run_bench_gateway(cfg, args) -> int:
@@ -126,8 +148,10 @@ def run_bench_gateway(cfg, args) -> int:
           f"{out['orders']} orders against bog fake-venue on loopback ({out['acked']} acked)")
     for key, what in (("send_excl_sign_ns", "intent -> bytes on the socket, excl. signing"),
                       ("sign_ns", "signing per order (SDK native signer)"),
-                      ("intent_to_ack_ns", "intent -> ack round trip")):
+                      ("intent_to_ack_ns", "intent -> ack round trip"),
+                      ("loop_stall_ns", "event-loop stall (a 0.5 ms poller's lateness)")):
         d = out[key]
-        print(f"  {what:<46} P50 {d['p50'] / 1000:>9.1f} us   P99 {d['p99'] / 1000:>9.1f} us")
+        print(f"  {what:<46} P50 {d['p50'] / 1000:>9.1f} us   P99 {d['p99'] / 1000:>9.1f} us"
+              + (f"   max {d['max'] / 1000:>9.1f} us" if "max" in d else ""))
     print("  tick -> intent in the ring: bog_tick_to_intent_ns, measured by `bog bench`")
     return 0

@@ -208,3 +208,46 @@ def test_cancel_all_venue_at_shutdown():
     ca = h.intents()
     assert [(int(i["kind"]), int(i["reason"])) for i in ca] == [
         (INTENT.CANCEL_ALL, CANCEL_ALL_WHY.SHUTDOWN)]
+
+
+def test_live_position_correction_moves_the_ledger_through_the_mailbox():
+    """A live PositionCorrection (the engine's reconcile) asks the kernel to move its ledger by
+    the same delta: MB_CORRECT_FIXED (sum of every correction asked) before MB_CORRECT_SEQ.
+    Two requests between two mailbox reads are both applied, a seq seen is never applied
+    twice; the corrected ledger is what the position limit guards."""
+    h = Live(risk={"max_position_btc": 0.01})
+    h.publish(59995.0, 60005.0)
+    h.run()
+    assert int(h.st["ledger_fixed"]) == 0
+    h.mail(K.MB_CORRECT_FIXED, 3_000_000)  # +0.003 BTC
+    h.mail(K.MB_CORRECT_SEQ, 1)
+    h.run(idle_ns=1)
+    assert int(h.st["ledger_fixed"]) == 3_000_000
+    h.run(idle_ns=1)  # read again: nothing new
+    assert int(h.st["ledger_fixed"]) == 3_000_000
+    # two more before the kernel reads: -0.001 then +0.0005 (sum asked: 0.0025)
+    h.mail(K.MB_CORRECT_FIXED, 2_000_000)
+    h.mail(K.MB_CORRECT_SEQ, 2)
+    h.mail(K.MB_CORRECT_FIXED, 2_500_000)
+    h.mail(K.MB_CORRECT_SEQ, 3)
+    h.run(idle_ns=1)
+    assert int(h.st["ledger_fixed"]) == 2_500_000
+    assert not h.events(K.EV_RISK_TRIP)
+    # beyond the position limit: the next tick trips on the corrected ledger
+    h.mail(K.MB_CORRECT_FIXED, 12_500_000)
+    h.mail(K.MB_CORRECT_SEQ, 4)
+    h.run(idle_ns=1)
+    h.publish(59996.0, 60006.0)
+    h.run()
+    assert any(e[2] == TRIP.POSITION_BREACH for e in h.events(K.EV_RISK_TRIP))
+
+
+def test_paper_ignores_position_correction_requests():
+    """Paper: the ledger is the truth (the tracker is corrected to it), never the reverse."""
+    h = KernelHarness()
+    h.publish(59995.0, 60005.0)
+    h.run()
+    h.mail(K.MB_CORRECT_FIXED, 3_000_000)
+    h.mail(K.MB_CORRECT_SEQ, 1)
+    h.run(idle_ns=1)
+    assert int(h.st["ledger_fixed"]) == 0

@@ -189,8 +189,12 @@ def test_live_order_life_place_ack_partial_full_fill(fake, key_file, pipeline_fa
     # a clean stop: the engine's cancel-all, then the gateway's, and the dead-man disarmed
     assert pl.procs["engine"].stop() == 0
     wait_for(lambda: resting(f) == [], 15, what="nothing resting after the engine's stop")
+    aborts = truth(f)["cancel_all_aborts"]
     assert pl.procs["gateway"].stop() == 0
     assert truth(f)["cancel_all_at_ms"] == 0 and "dead-man switch disarmed" in pl.log_text()
+    # the disarm itself reached the venue (the shutdown's cancel-all alone also clears the
+    # fake's scheduled one: the venue's behaviour there is unknown)
+    assert truth(f)["cancel_all_aborts"] == aborts + 1
 
 
 def test_live_requote_replace_post_only_and_nonce_recovery(fake, key_file, pipeline_factory,
@@ -345,3 +349,130 @@ def test_randomized_live_session_zero_drift(fake, key_file, pipeline_factory):
     assert int(pl.metrics()["fills_dropped_total"]) == 0
     assert any(d["type"] == "CancelAll" and d["reason"] == CANCEL_ALL_WHY[CANCEL_ALL_WHY.PAUSE]
                for d in journal(pl))
+
+
+def corrections(pl):
+    return [d for d in journal(pl) if d["type"] == "PositionCorrection"]
+
+
+def executor_fixed(pl) -> int:
+    return round(float(pl.metrics()["executor_position_btc"]) * FIXED)
+
+
+def test_live_position_correction_moves_the_kernel_ledger(fake, key_file, pipeline_factory):
+    """The account's position changes behind bog's back (a trade no channel reports: POST
+    /fake/position). The engine journals one PositionCorrection; the tracked position and the
+    kernel's ledger (``executor_position_btc``: what the strategy's skew and the position
+    limit use) both equal the venue's; no second correction follows. A later one beyond
+    ``risk.max_position_btc`` trips the position limit: the limit guards the venue's figure."""
+    f = fake(rate=QUIET)
+    pl = start_live(pipeline_factory(live_config(f, key_file, risk={"max_position_btc": 0.004})))
+    wait_for(lambda: len(resting(f)) == 2, 60, what="two quotes resting")
+    wait_for(lambda: int(pl.metrics("gateway")["reconciles_total"]) >= 2, 10, what="reconciled")
+    assert tracked_fixed(pl) == executor_fixed(pl) == 0
+    bid = next(o for o in resting(f) if not o["is_ask"])
+    r = f.post("/fake/position", {"account": ACCT, "market_id": BTC, "size": 250,
+                                  "price": bid["price"]})
+    assert r["position"] == 250, r
+    wait_for(lambda: len(corrections(pl)) == 1, 20, what="the correction journaled")
+    c = corrections(pl)[0]
+    assert c["delta_fixed"] == c["position_fixed"] == 250 * SZ
+    wait_for(lambda: tracked_fixed(pl) == 250 * SZ, 10, what="tracked position corrected")
+    wait_for(lambda: executor_fixed(pl) == 250 * SZ, 10, what="the kernel's ledger corrected")
+    assert venue_pos_fixed(f) == 250 * SZ
+    # more venue snapshots, each compared: nothing left to correct
+    n = int(pl.metrics("gateway")["reconciles_total"])
+    wait_for(lambda: int(pl.metrics("gateway")["reconciles_total"]) >= n + 5, 15,
+             what="five more venue snapshots")
+    time.sleep(0.5)  # the engine's reconcile (every 0.2 s) compared the last of them
+    assert len(corrections(pl)) == 1
+    assert int(pl.metrics()["position_corrections_total"]) == 1
+    assert tracked_fixed(pl) == executor_fixed(pl) == venue_pos_fixed(f) == 250 * SZ
+    assert pl.log_text().count("Position correction") == 1
+    assert len(resting(f)) == 2  # still quoting
+    # beyond the position limit (0.004 BTC): the kernel's ledger trips it
+    f.post("/fake/position", {"account": ACCT, "market_id": BTC, "size": 200,
+                              "price": bid["price"]})
+    wait_for(lambda: len(corrections(pl)) == 2, 20, what="the second correction journaled")
+    wait_for(lambda: "Circuit breaker tripped by risk: position limit breached"
+             in pl.log_text(), 10, what="the position limit tripped on the corrected ledger")
+    wait_for(lambda: resting(f) == [], 15, what="everything cancelled after the trip")
+    wait_for(lambda: executor_fixed(pl) == tracked_fixed(pl) == 450 * SZ, 10,
+             what="ledger and tracked position at the venue's")
+
+
+def monitor_text(port) -> str:
+    import httpx
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return ""
+
+
+def gateway_rejects(pl) -> dict:
+    g = pl.metrics("gateway")
+    return {int(c): int(n) for c, n in zip(g["reject_codes"], g["rejects_by_code"]) if c}
+
+
+def rejects(pl, code=None):
+    return [d for d in journal(pl) if d["type"] == "OrderReject"
+            and (code is None or d["code"] == code)]
+
+
+def test_post_only_refusal_reaches_the_engine_as_a_reject(fake, key_file, pipeline_factory):
+    """A post-only order that would take (the inventory strategy, told it is far too long,
+    lowers its ask below the venue's best bid): the fake refuses it (canceled-post-only).
+    The engine journals OrderReject with bog's code for it (-201), frees the slot, the
+    monitor exports the count (bog_gateway_venue_rejects_by_code_total{code="-201"}) and the
+    engine keeps quoting: its bid rests, further placements go out."""
+    from support import free_port
+
+    port = free_port()
+    f = fake(rate=QUIET)
+    pl = start_live(pipeline_factory(live_config(
+        f, key_file, monitor={"port": port},
+        strategy={"name": "inventory", "target_inventory_btc": -1000.0, "spread_bps": 2.0},
+        risk={"max_price_distance_bps": 50.0})))
+    pl.start("monitor", wait=False)
+    wait_for(lambda: rejects(pl, -201), 60, what="a post-only refusal journaled")
+    r = rejects(pl, -201)[0]
+    assert r["reason"] == L.ST_CANCELED_POST_ONLY
+    wait_for(lambda: [o for o in resting(f) if not o["is_ask"]], 30, what="the bid resting")
+    assert not [o for o in resting(f) if o["is_ask"]]  # every ask was refused
+    assert "Order rejected by the venue" in pl.log_text()
+    wait_for(lambda: gateway_rejects(pl).get(-201, 0) >= 1, 10,
+             what="the gateway counting the refusal by code")
+    # the slots are freed: the engine holds at most its bid and one ask in flight
+    assert int(pl.metrics()["open_orders"]) <= 2
+    wait_for(lambda: 'bog_gateway_venue_rejects_by_code_total{code="-201"}'
+             in monitor_text(port), 60, what="the monitor exporting the reject by code")
+    # quoting goes on: more placements (the ask again), more refusals, the bid still rests
+    n = len(rejects(pl, -201))
+    placed = int(pl.metrics("gateway")["intents_total"][0])
+    wait_for(lambda: len(rejects(pl, -201)) > n
+             and int(pl.metrics("gateway")["intents_total"][0]) > placed, 30,
+             what="the engine quoting on after the refusals")
+    assert [o for o in resting(f) if not o["is_ask"]]
+    assert int(pl.metrics()["fills_dropped_total"]) == 0
+
+
+def test_rate_limit_reply_reaches_the_engine_as_a_reject(fake, key_file, pipeline_factory):
+    """The venue answers placements with its rate-limit code (the fake's reject fault with
+    23000): the engine journals OrderReject code 23000, frees the slot, the gateway counts it
+    by code, and quoting resumes once the venue takes orders again."""
+    f = fake(rate=QUIET)
+    pl = start_live(pipeline_factory(live_config(f, key_file, gateway={
+        "dead_man_window_s": 60.0})))  # no re-arm in between: the refusals hit placements
+    wait_for(lambda: len(resting(f)) == 2, 60, what="two quotes resting")
+    bid = next(o for o in resting(f) if not o["is_ask"])
+    f.post("/fake/fault", {"kind": "reject", "arg": 2, "code": L.ERR_TOO_MANY_REQUESTS})
+    f.post("/fake/trade", {"market_id": BTC, "taker_buys": False, "price": bid["price"],
+                           "size": 500})  # the bid fills: the engine places a new one
+    wait_for(lambda: rejects(pl, L.ERR_TOO_MANY_REQUESTS), 30, what="the rate-limit reject")
+    assert "reason" not in rejects(pl, L.ERR_TOO_MANY_REQUESTS)[0]  # the venue's own code
+    wait_for(lambda: len(resting(f)) == 2, 30, what="quoting resumed after the refusals")
+    wait_for(lambda: gateway_rejects(pl).get(L.ERR_TOO_MANY_REQUESTS, 0) >= 1, 10,
+             what="the gateway counting the refusal by code")
+    assert int(pl.metrics("gateway")["venue_rate_limited_total"]) >= 1
+    assert int(pl.metrics()["open_orders"]) == 2
+    assert tracked_fixed(pl) == venue_pos_fixed(f) == 100 * SZ

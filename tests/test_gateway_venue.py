@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(90)
 ACCT, KEY, BTC = 11, 2, 1
 # BTC in the fake: price 60000.0 (1 decimal), size 5 decimals, minimum 0.00020 (20 units)
 FAR_BID = 500_000  # 50000.0: rests, nothing reaches it
-CROSSING_BID = 700_000  # 70000.0: above every ask, a post-only is cancelled
+CROSSING_BID = 700_000  # 70000.0: above every ask, a post-only is refused (canceled-post-only)
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +135,18 @@ def test_post_only_reject_and_refused_tx(fake, key, caplog):
         async with Run(fake, key) as r:
             await r.s.place(client_order_index=201, is_ask=False, price=CROSSING_BID,
                             base_amount=20)
-            c = await r.wait(lambda: r.of(V.Cancelled, 201), what="post-only cancel")
-            assert c[0].reason == "post-only" and not r.of(V.Acked, 201)
+            # the venue refuses it with a status (canceled-post-only): a rejection with
+            # bog's code for that status, counted by code
+            c = await r.wait(lambda: r.of(V.Rejected, 201), what="post-only refusal")
+            assert c[0].code == L.STATUS_REJECT_CODES[L.ST_CANCELED_POST_ONLY] == -201
+            assert not r.of(V.Acked, 201) and not r.of(V.Cancelled, 201)
+            assert r.s.stats.rejects_by_code == {-201: 1} and r.s.stats.in_flight == 0
             # refused at sendTx (below the minimum size): Rejected with the venue's code,
             # the nonce stays usable
             await r.s.place(client_order_index=202, is_ask=False, price=FAR_BID, base_amount=1)
             rej = r.of(V.Rejected, 202)
             assert rej and rej[0].code == L.ERR_INVALID_BASE_AMOUNT
-            assert r.s.stats.rejects_by_code == {L.ERR_INVALID_BASE_AMOUNT: 1}
+            assert r.s.stats.rejects_by_code == {-201: 1, L.ERR_INVALID_BASE_AMOUNT: 1}
             await r.s.place(client_order_index=203, is_ask=False, price=FAR_BID, base_amount=20)
             await r.wait(lambda: r.of(V.Acked, 203), what="ack after a refusal")
             assert r.s.stats.nonce_refetches_total == 0
@@ -357,3 +361,72 @@ def test_dry_run_signs_logs_and_sends_nothing(fake, key, caplog):
     assert len(lines) == 4 and '"ClientOrderIndex":1001' in lines[0]
     body = key[2:]
     assert body[:16] not in caplog.text and body[-16:] not in caplog.text
+
+
+class SlowSigner:
+    """The real signer with a delay added to every signature, where the signature runs (fault
+    injection: a signature made on the event loop would hold the loop that long). Records
+    the thread and the interval of each signature."""
+
+    def __init__(self, signer, delay_s):
+        self.s, self.delay_s = signer, delay_s
+        self.calls: list[tuple[int, float, float]] = []  # (thread id, start, end)
+
+    def _slow(self, fn, **kw):
+        import threading
+        t0 = time.monotonic()
+        time.sleep(self.delay_s)
+        try:
+            return fn(**kw)
+        finally:
+            self.calls.append((threading.get_ident(), t0, time.monotonic()))
+
+    def create_order(self, **kw):
+        return self._slow(self.s.create_order, **kw)
+
+    def cancel_order(self, **kw):
+        return self._slow(self.s.cancel_order, **kw)
+
+    def cancel_all(self, **kw):
+        return self._slow(self.s.cancel_all, **kw)
+
+    def auth_token(self, expiry_s):
+        return self.s.auth_token(expiry_s)
+
+
+def test_signing_runs_off_the_loop_nonces_stay_in_order(fake, key):
+    """Signatures run in the session's signing thread: the loop keeps running (a 5 ms poller,
+    like the gateway's intent reader, wakes during every signature) while three placements
+    issued at once go out signed with consecutive nonces, in order, none refused."""
+    import threading
+
+    async def main():
+        async with Run(fake, key) as r:
+            slow = SlowSigner(r.signer, 0.2)
+            r.s.signer = slow
+            ticks: list[float] = []
+
+            async def poller():
+                while True:
+                    await asyncio.sleep(0.005)
+                    ticks.append(time.monotonic())
+
+            p = asyncio.create_task(poller())
+            n0 = fake.get(f"/api/v1/nextNonce?account_index={ACCT}&api_key_index={KEY}")["nonce"]
+            await asyncio.gather(*(r.s.place(client_order_index=c, is_ask=False,
+                                             price=FAR_BID - c, base_amount=20)
+                                   for c in (501, 502, 503)))
+            p.cancel()
+            assert len(slow.calls) == 3
+            loop_thread = threading.get_ident()
+            assert all(tid != loop_thread for tid, _, _ in slow.calls)
+            for _, a, b in slow.calls:  # the loop ran during each signature
+                assert any(a < t < b for t in ticks), (a, b, ticks[:5])
+            await r.wait(lambda: all(r.of(V.Acked, c) for c in (501, 502, 503)), what="acks")
+            assert not r.of(V.Rejected) and r.s.stats.nonce_refetches_total == 0
+            truth = await r.atruth()
+            assert truth["nonces"][str(KEY)] == n0 + 3
+            # placed in the order issued: venue order indices ascend with the client's
+            idx = {o["client_order_index"]: o["order_index"] for o in truth["open_orders"]}
+            assert idx[501] < idx[502] < idx[503]
+    run(main())

@@ -118,6 +118,12 @@ MB_TRIP_REASON = 5
 MB_CANCEL_ALL_SEQ = 6  # dry-run/live: incremented per venue-wide cancel-all Python asks for
 MB_CANCEL_ALL_WHY = 7  # its CANCEL_ALL_WHY code (written before the seq)
 MB_GATEWAY_DOWN = 8  # dry-run/live: 1 while bog-gateway is not up and connected (no quoting)
+# live: a position correction (the venue's account differs from the tracked position) moves
+# the executor's ledger by the same delta. MB_CORRECT_FIXED is the sum of every correction
+# asked for (fixed), written before MB_CORRECT_SEQ is incremented; the kernel applies what it
+# has not applied yet, so two requests between two mailbox reads are both taken.
+MB_CORRECT_SEQ = 9
+MB_CORRECT_FIXED = 10
 MB_WORDS = 16
 (EV_GAP, EV_BACKWARDS, EV_REJECT, EV_BREAKER, EV_STALE, EV_FRESH, EV_OFFLINE,
  EV_ORDER_SUBMIT, EV_ORDER_CANCEL, EV_FILL_DROPPED, EV_SIGNAL, EV_OVERRUN,
@@ -257,6 +263,8 @@ ENGINE_STATE = np.dtype(
         ("intents_pending", "<i8"),  # 1: some order is in a WANT state (flush_intents)
         ("cancel_all_want", "<i8"),  # CANCEL_ALL_WHY + 1 of a venue-wide cancel-all to send
         ("cancel_all_seen", "<i8"),  # last MB_CANCEL_ALL_SEQ applied
+        ("correct_seen", "<i8"),  # last MB_CORRECT_SEQ applied
+        ("correct_fixed", "<i8"),  # sum of the MB_CORRECT_FIXED corrections applied
         ("gateway_down", "<i8"),
         # event time (set by Python at ring attach, kernel parked): 1 = "now" is the data's
         # time (the ticks' local_recv_ns), never the clock; event_ns = that clock (monotonic)
@@ -1302,7 +1310,8 @@ def _record_read(m, snap, th, t0):
 
 @nb.njit(cache=True, nogil=True)
 def apply_mailbox(st, m, orders, events, mb, now):
-    """Requests from the Python thread (bogctl control, risk trips, tracked position)."""
+    """Requests from the Python thread (bogctl control, risk trips, tracked position, live
+    position corrections)."""
     st.position_fixed = load_acquire(mb, MB_POSITION)
     paused = load_acquire(mb, MB_PAUSED)
     if paused != st.paused:
@@ -1318,6 +1327,18 @@ def apply_mailbox(st, m, orders, events, mb, now):
             st.cancel_all_seen = ca
             _want_cancel_all(st, load_acquire(mb, MB_CANCEL_ALL_WHY))
             cancel_all(st, m, orders, events, now)
+        cs = load_acquire(mb, MB_CORRECT_SEQ)
+        if cs != st.correct_seen:
+            st.correct_seen = cs
+            total = load_acquire(mb, MB_CORRECT_FIXED)
+            delta = total - st.correct_fixed
+            st.correct_fixed = total
+            if delta != 0:
+                # the venue's position, corrected for by Python (journaled there): the
+                # strategy's skew and the position limit (checked at every tick) see it
+                st.ledger_fixed += delta
+                if st.ledger_fixed == 0:
+                    st.pnl_entry = 0.0  # PositionTracker.correct's rule
     reset = load_acquire(mb, MB_RESET_SEQ)
     if reset != st.reset_seen:
         st.reset_seen = reset

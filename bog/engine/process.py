@@ -45,6 +45,7 @@ from bog.shm.codes import (
     BREAKER_CAUSE,
     CANCEL_ALL_WHY,
     EXEC_MODE,
+    GATEWAY_REFUSE,
     INTENT,
     SIGNAL,
     VENUE_EVENT,
@@ -105,6 +106,22 @@ GATEWAY_STALE_S = 2.0  # gateway heartbeat older than this: down (no quoting, dr
 DRAIN_PERIOD_S = 0.001  # main thread: fill queue and event buffer polling
 RING_DRAIN_STUCK_S = 1.0  # a closed feed ring is read to its end unless no progress this long
 FOREVER_NS = 1 << 62
+
+
+def reject_reason(code: int) -> str:
+    """What a rejection code of a venue event means, when bog knows: the gateway's own refusals
+    (-(1 + GATEWAY_REFUSE)), bog's codes for the venue's refusal statuses (<= -200, e.g. -201
+    post-only); "" for the venue's own numeric codes and the venue client's (-100 + code)."""
+    from bog.venue import lighter as L
+
+    for status, c in L.STATUS_REJECT_CODES.items():
+        if c == code:
+            return status
+    if code == L.STATUS_REJECT_OTHER:
+        return "canceled by the venue"
+    if -len(GATEWAY_REFUSE) <= code <= -1:
+        return f"gateway: {GATEWAY_REFUSE[-code - 1]}"
+    return ""
 
 
 def journal_path(cfg, instance: str) -> str:
@@ -636,8 +653,12 @@ class EngineService(Service):
             doc["order_id"] = coi
         if kind == VENUE_EVENT.REJECTED:
             doc["code"] = code
+            why = reject_reason(code)
+            if why:
+                doc["reason"] = why
             self._say("venue-reject", logging.WARNING,
-                      "Order rejected by the venue: order %d, code %d", coi, code)
+                      "Order rejected by the venue: order %d, code %d%s", coi, code,
+                      f" ({why})" if why else "")
         elif kind == VENUE_EVENT.ACKED and order_index:
             doc["venue_order_index"] = order_index
         elif kind == VENUE_EVENT.RESET:
@@ -798,13 +819,17 @@ class EngineService(Service):
                  "checkpoint", why, archive)
 
     def reconcile(self) -> None:
-        """Compare tracked position (+ fills still queued) with the executor's ledger.
+        """Compare tracked position (+ fills still queued) with the executor's ledger (paper,
+        dry-run) or the venue's position (live), and correct the tracked position to it. Live,
+        the kernel's ledger is corrected by the same delta (mailbox ``MB_CORRECT_*``): the
+        strategy and the position limit use it. ``executor_position_btc``: the kernel's ledger.
 
         The hot thread may be between updating its ledger and queueing a fill while this
         reads, so a drift is corrected only when two consecutive checks find the same one.
         """
         st = self.state[0]
         ledger = int(st["ledger_fixed"])
+        self.metrics.m[0]["executor_position_btc"] = ledger / FIXED
         what = "executor ledger"
         snap_ns = 0
         if self.mode == EXEC_MODE.LIVE:
@@ -833,12 +858,16 @@ class EngineService(Service):
         self._last_drift = drift
         m = self.metrics.m[0]
         m["position_drift_btc"] = drift / FIXED
-        m["executor_position_btc"] = ledger / FIXED
         if not confirmed:
             return
         self._last_drift = 0
         before = self.tracker.position_fixed
         self.tracker.correct(before + drift)
+        if self.mode == EXEC_MODE.LIVE:
+            # the venue is the truth: the kernel's ledger (strategy skew, position limit)
+            # moves by the same delta (paper: the ledger is the truth the tracker follows)
+            self.mb[K.MB_CORRECT_FIXED] += drift
+            self.mb[K.MB_CORRECT_SEQ] += 1  # after the sum: the kernel reads seq, then sum
         # journaled in order with the fills; kept pending (not lost) if the journal fails
         written = self._journal_write(lambda: self.journal.correction(
             drift, self.tracker.position_fixed,

@@ -64,6 +64,7 @@ from bog.shm.layouts import (
     VENUE_EVENT_REC,
 )
 from bog.shm.metrics import ENGINE, GATEWAY, MetricsBlock
+from bog.venue.lighter import STATUS_CODE_BASE
 from bog.shm.ring import IntentRing, VenueEventRing, spsc_commit, spsc_peek_into
 
 log = logging.getLogger("bog.gateway")
@@ -577,7 +578,10 @@ class GatewayService(Service):
             self._emit(kind, ev.client_order_index)
         elif isinstance(ev, V.Rejected):
             self.orders.pop(ev.client_order_index, None)
-            code = ev.code if ev.code > 0 else VENUE_CODE_BASE + ev.code
+            # the venue's codes (> 0) and bog's for a venue's refusal status (<= -200) as
+            # they are; the venue client's own (-1, -2) as -100 + code
+            code = ev.code if ev.code > 0 or ev.code <= STATUS_CODE_BASE \
+                else VENUE_CODE_BASE + ev.code
             self._emit(VENUE_EVENT.REJECTED, ev.client_order_index, code=code)
         elif isinstance(ev, V.Connected):
             was = int(m["connected"])

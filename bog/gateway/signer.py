@@ -5,7 +5,7 @@
   ``CredentialError`` naming the file and the problem, never the content.
 - ``Signer``: wraps the SDK's ``SignerClient`` (built inside a running asyncio loop, as the SDK
   requires). Its ``create_order``/``cancel_order``/``cancel_all`` return ``(tx_type, tx_info)``
-  exactly as the official signer produces them; they are synchronous ctypes calls (~2.5 ms
+  exactly as the official signer produces them; they are synchronous ctypes calls (~3 ms
   each on this VM: the caller measures them) and always take the nonce explicitly: ``-1``
   would make the native library fetch it over HTTP, synchronously, and is refused.
 
@@ -23,6 +23,7 @@ import errno
 import os
 import stat
 import string
+import threading
 import time
 
 from bog.config import ConfigError
@@ -95,9 +96,10 @@ class Signer:
     """Signs Lighter transactions with the official SDK's native signer.
 
     Construct inside a running asyncio loop. Every ``sign`` method is synchronous and blocks
-    for the signature (~2.5 ms): call it where that is acceptable and measure it."""
+    for the signature (~3 ms of native code, the GIL released): ``VenueSession`` calls them in
+    its signing thread. One native call at a time (a lock)."""
 
-    __slots__ = ("_client", "url", "account_index", "api_key_index", "_redact")
+    __slots__ = ("_client", "url", "account_index", "api_key_index", "_redact", "_lock")
 
     def __init__(self, *, url: str, private_key: str, account_index: int, api_key_index: int):
         try:
@@ -111,6 +113,9 @@ class Signer:
             raise SignerError("the Lighter SDK is not installed: pip install 'bog[lighter]'"
                               ) from None
         self.url = url
+        # one native call at a time: signatures run in the venue session's signing thread,
+        # auth tokens on the loop (the native library's thread safety is not documented)
+        self._lock = threading.Lock()
         self.account_index = int(account_index)
         self.api_key_index = int(api_key_index)
         # fragments of the key that must never appear in an error we pass on
@@ -155,31 +160,40 @@ class Signer:
     def create_order(self, *, market_index: int, client_order_index: int, base_amount: int,
                      price: int, is_ask: bool, post_only: bool, nonce: int) -> tuple[int, str]:
         """A signed limit order (tx type 14): post-only, or good-till-time when not."""
-        return self._result("create_order", self._client.sign_create_order(
-            market_index, client_order_index, base_amount, price, bool(is_ask),
-            L.ORDER_TYPE_LIMIT, L.TIF_POST_ONLY if post_only else L.TIF_GTT,
-            False, L.NIL_TRIGGER_PRICE, L.ORDER_EXPIRY_28_DAYS,
-            nonce=self._nonce(nonce), api_key_index=self.api_key_index))
+        nonce = self._nonce(nonce)
+        with self._lock:
+            res = self._client.sign_create_order(
+                market_index, client_order_index, base_amount, price, bool(is_ask),
+                L.ORDER_TYPE_LIMIT, L.TIF_POST_ONLY if post_only else L.TIF_GTT,
+                False, L.NIL_TRIGGER_PRICE, L.ORDER_EXPIRY_28_DAYS,
+                nonce=nonce, api_key_index=self.api_key_index)
+        return self._result("create_order", res)
 
     def cancel_order(self, *, market_index: int, order_index: int, nonce: int) -> tuple[int, str]:
         """A signed cancel (tx type 15) of the venue's ``order_index``."""
-        return self._result("cancel_order", self._client.sign_cancel_order(
-            market_index, order_index, nonce=self._nonce(nonce),
-            api_key_index=self.api_key_index))
+        nonce = self._nonce(nonce)
+        with self._lock:
+            res = self._client.sign_cancel_order(market_index, order_index, nonce=nonce,
+                                                 api_key_index=self.api_key_index)
+        return self._result("cancel_order", res)
 
     def cancel_all(self, *, time_in_force: int, time_ms: int, nonce: int) -> tuple[int, str]:
         """A signed cancel-all (tx type 16): TIF 0 now, 1 scheduled at ``time_ms`` (the
         dead-man switch), 2 aborts the scheduled one."""
-        return self._result("cancel_all", self._client.sign_cancel_all_orders(
-            time_in_force, time_ms, nonce=self._nonce(nonce), api_key_index=self.api_key_index))
+        nonce = self._nonce(nonce)
+        with self._lock:
+            res = self._client.sign_cancel_all_orders(time_in_force, time_ms, nonce=nonce,
+                                                      api_key_index=self.api_key_index)
+        return self._result("cancel_all", res)
 
     def auth_token(self, expiry_s: int) -> str:
         """An auth token for the account channels, valid ``expiry_s`` from now (<= 8 h)."""
         expiry_s = int(expiry_s)
         if not 0 < expiry_s <= L.AUTH_MAX_S:
             raise SignerError(f"auth token expiry {expiry_s} s outside 1..{L.AUTH_MAX_S}")
-        token, err = self._client.create_auth_token_with_expiry(
-            expiry_s, timestamp=int(time.time()), api_key_index=self.api_key_index)
+        with self._lock:
+            token, err = self._client.create_auth_token_with_expiry(
+                expiry_s, timestamp=int(time.time()), api_key_index=self.api_key_index)
         if err is not None or not token:
             raise SignerError(f"signer refused auth_token: {self._clean(err)}")
         return token

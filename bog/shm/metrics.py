@@ -202,7 +202,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "Executor ledger minus tracked position at last reconciliation, BTC"),
     _g("bog_executor_position_btc", ENGINE, "executor_position_btc",
        "Executor's own position ledger at last reconciliation (includes queued and dropped "
-       "fills), BTC"),
+       "fills; live: corrected to the venue's position), BTC"),
     _c("bog_journal_errors", ENGINE, "journal_errors_total",
        "Journal failures: writes not completed (fills kept in the queue, breaker latched), "
        "rotations that failed (journal kept as it was)", "op", JOURNAL_OPS),

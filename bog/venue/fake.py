@@ -16,7 +16,8 @@ per side wanders between one level and ~40 so thin books happen. Same seed, same
 Faults (``FAULTS``), scheduled at start (``--faults gap@5,stall@10:3``: kind@seconds[:arg]) or
 triggered at run time with ``POST /fake/fault {"kind": ..., "arg": ...}``. That endpoint and
 the others under ``/fake/`` exist only on the fake: ``GET /fake/stats``, ``POST /fake/tape``
-(one trade frame carrying several trades, for the feed's multi-trade frames) and
+(one trade frame carrying several trades, for the feed's multi-trade frames),
+``POST /fake/position`` (a position change no channel reports) and
 ``POST /fake/books {"market_id": N, "ts_us": [...]}``, which returns the fake's own top 10 at
 the book time ``last_updated_at`` (unique per update), so a test can compare what the feed
 published with the book the venue really had.
@@ -364,6 +365,7 @@ class FakeVenue:
             Route("/fake/trade", self.fake_trade, methods=["POST"]),
             Route("/fake/tape", self.fake_tape, methods=["POST"]),
             Route("/fake/config", self.fake_config, methods=["POST"]),
+            Route("/fake/position", self.fake_position, methods=["POST"]),
         ]
         return Starlette(routes=routes, lifespan=self.lifespan)
 
@@ -534,6 +536,27 @@ class FakeVenue:
         self.stats["trades_total"] += len(trades)
         self.broadcast(L.CH_TRADE, m.spec.market_id, dumps(frame))
         return JSONResponse({"trades": [t["trade_id"] for t in frame[L.F_TRADES]]})
+
+    async def fake_position(self, request: Request) -> Response:
+        """``POST /fake/position {"account", "market_id", "size", "price"}``: books a trade of
+        signed ``size`` at ``price`` (venue units) on the account with no frame on any
+        channel: a position change the account's owner never hears of (a lost fill, a
+        liquidation), which only the REST account state shows."""
+        try:
+            body = orjson.loads(await request.body())
+            acct = int(body["account"])
+            mid = int(body["market_id"])
+            if mid not in self.markets:
+                raise ValueError(f"no market {mid}")
+            size, price = int(body["size"]), int(body["price"])
+            if size == 0 or price <= 0:
+                raise ValueError("size must be nonzero and price positive")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            return JSONResponse({"error": "body must be {\"account\", \"market_id\", "
+                                          "\"size\" (signed), \"price\"} (venue units): "
+                                          f"{e}"}, 400)
+        pos = self.desk.book_silently(acct, mid, size, price)
+        return JSONResponse({"account": acct, "market_id": mid, "position": pos})
 
     async def fake_config(self, request: Request) -> Response:
         """``POST /fake/config {"rate_limit_per_min": N}`` (0: off)."""

@@ -103,6 +103,7 @@ class Account:
     cancel_all_handle: asyncio.TimerHandle | None = None
     total_orders: int = 0
     cancel_all_fired: int = 0
+    cancel_all_aborts: int = 0  # abort transactions (TIF 2) taken, a scheduled one or not
 
 
 def tx_hash_of(tx_type: int, tx_info: str) -> str:
@@ -125,7 +126,8 @@ class OrderDesk:
         self.rate_limit_per_min = 0  # weighted requests a minute per client address; 0: off
         self._buckets: dict[str, list[float]] = {}  # addr -> [tokens, last refill (monotonic)]
         self.stats = {"txs_total": 0, "txs_rejected": {}, "orders_total": 0, "fills_total": 0,
-                      "cancel_all_fired_total": 0, "rate_limited_total": 0}
+                      "cancel_all_fired_total": 0, "rate_limited_total": 0,
+                      "silent_trades_total": 0}
 
     # -- accounts ------------------------------------------------------------------------------
     def account(self, index: int) -> Account:
@@ -343,6 +345,9 @@ class OrderDesk:
 
     def cancel_all(self, a: Account, info: dict) -> None:
         tif = int(info[L.TXI_TIF])
+        # [fake: whether an immediate cancel-all also drops a scheduled one is unknown; the
+        # fake drops it. So that a disarm (abort) after it stays observable, aborts are
+        # counted in /fake/account "cancel_all_aborts"]
         if a.cancel_all_handle is not None:  # re-armed, aborted or superseded by "now"
             a.cancel_all_handle.cancel()
             a.cancel_all_handle = None
@@ -357,6 +362,7 @@ class OrderDesk:
                 delay, self.fire_cancel_all, a)
             log.info("fake venue: account %d: cancel-all scheduled in %.3f s", a.index, delay)
         else:
+            a.cancel_all_aborts += 1
             log.info("fake venue: account %d: scheduled cancel-all aborted", a.index)
 
     def fire_cancel_all(self, a: Account) -> None:
@@ -406,6 +412,16 @@ class OrderDesk:
         maker_ask = o.is_ask if is_maker else not o.is_ask
         self.venue.publish_trades(m, [(price, size, maker_ask, ts, tid)])
         return f
+
+    def book_silently(self, account: int, mid: int, size: int, price: int) -> int:
+        """``POST /fake/position``: the account's position moves by ``size`` at ``price`` and
+        no frame says so (only the REST account state shows it). Returns the new position."""
+        a = self.account(account)
+        self._position(a, mid, size, price)
+        self.stats["silent_trades_total"] += 1
+        log.warning("fake venue: account %d: position moved by %d at %d, unreported (now %d)",
+                    a.index, size, price, a.position[mid])
+        return a.position[mid]
 
     def _position(self, a: Account, mid: int, delta: int, price: int) -> None:
         pos = a.position.get(mid, 0)
@@ -585,6 +601,7 @@ class OrderDesk:
             "fills": [f.__dict__ for f in a.fills],
             "nonces": {str(k): v for k, v in a.nonces.items()},
             "cancel_all_at_ms": a.cancel_all_at_ms, "cancel_all_fired": a.cancel_all_fired,
+            "cancel_all_aborts": a.cancel_all_aborts,
             "orders_total": a.total_orders,
         }
 

@@ -286,6 +286,15 @@ ST_CANCELED_MARGIN = "canceled-margin-not-allowed"
 ST_CANCELED_TOO_MUCH_SLIPPAGE = "canceled-too-much-slippage"
 ST_CANCELED_PREFIX = "canceled"  # every final not-filled status starts with it
 ST_ACTIVE = (ST_IN_PROGRESS, ST_PENDING, ST_OPEN)
+# The venue refuses an order it accepted as a transaction (a post-only that would take, ...)
+# by giving it a final status, not a code. bog reports it as a rejection with a code of its
+# own: negative and <= STATUS_CODE_BASE (the venue's codes are positive) [bog]. Not refusals:
+# ST_CANCELED (a cancel or cancel-all) and ST_CANCELED_EXPIRED.
+STATUS_CODE_BASE = -200
+STATUS_REJECT_CODES = {ST_CANCELED_POST_ONLY: -201, ST_CANCELED_REDUCE_ONLY: -202,
+                       ST_CANCELED_SELF_TRADE: -203, ST_CANCELED_NOT_ENOUGH_LIQUIDITY: -204,
+                       ST_CANCELED_MARGIN: -205, ST_CANCELED_TOO_MUCH_SLIPPAGE: -206}
+STATUS_REJECT_OTHER = -299  # any other final "canceled-..." status
 
 # trade fields (account_all_trades, trade/<id>) [read: models/trade.py; docs]
 TR_TRADE_ID = "trade_id"  # unique per trade: the fill's identity
