@@ -24,7 +24,7 @@ from support import Proc, free_port, wait_for
 
 from bog.venue import lighter as L
 
-lighter = pytest.importorskip("lighter", reason="the lighter extra (lighter-sdk) is not installed")
+import lighter  # noqa: E402  the lighter extra (./scripts/setup --test): missing = an error, never a skip
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -25,7 +25,7 @@ from support import FAST, free_port, merge, wait_for
 
 from bog.shm.codes import INTENT
 
-lighter = pytest.importorskip("lighter", reason="the lighter extra: ./scripts/setup --test")
+import lighter  # noqa: E402  the lighter extra (./scripts/setup --test): missing = an error, never a skip
 
 pytestmark = pytest.mark.slow
 

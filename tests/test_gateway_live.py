@@ -25,7 +25,7 @@ import pytest
 from support import FAST, merge, wait_for
 from test_fill_accounting import bogctl
 
-lighter = pytest.importorskip("lighter", reason="the lighter extra (lighter-sdk) is not installed")
+import lighter  # noqa: E402  the lighter extra (./scripts/setup --test): missing = an error, never a skip
 
 from test_fake_orders import FakeVenue  # noqa: E402  (the fake in its own process)
 
