@@ -176,6 +176,14 @@ class _Run:
         return {"feed": sched_counters(self.feed.pid),
                 "engine_hot": sched_counters(self.engine.pid, tid) if tid > 0 else {}}
 
+    def sched_trace(self):
+        """A scheduler trace of the feed's thread and the engine's hot thread (root only)."""
+        from bog.schedtrace import SchedTrace
+
+        tid = int(self.em.m[0]["hot_tid"])
+        return SchedTrace({"feed": self.feed.pid, "engine_hot": tid},
+                          own={self.engine.pid: "engine:main", os.getpid(): "bench"})
+
     def stop(self) -> None:
         self.fm.close(unlink=False)
         self.em.close(unlink=False)
@@ -185,16 +193,51 @@ class _Run:
         seg_mod.unlink_instance(self.instance)
 
 
-def measure(rate: float, seconds: float, workdir: str, config_path: str | None) -> dict:
+def measure(rate: float, seconds: float, workdir: str, config_path: str | None,
+            sched_trace: bool = False, isolate_core: int | None = None) -> dict:
+    """One step; with ``isolate_core`` every other task on the machine is kept off that core
+    (the engine's) for the step (``bog.isolate``, root)."""
+    iso = None
+    if isolate_core is not None:
+        from bog.isolate import CoreIsolation
+
+        iso = CoreIsolation(isolate_core, keep_pids={os.getpid()})
+        iso.__enter__()
+        if not iso.moved:
+            iso.__exit__(None, None, None)
+            raise RuntimeError(f"bench --isolate: could not move any task off core "
+                               f"{isolate_core} ({iso.refused} refused; it needs root)")
+    try:
+        r = _measure(rate, seconds, workdir, config_path, sched_trace)
+    finally:
+        if iso is not None:
+            iso.__exit__(None, None, None)
+    if iso is not None:
+        r["isolated"] = {"core": isolate_core, "tasks_moved": iso.moved,
+                         "tasks_refused": iso.refused}
+    return r
+
+
+def _measure(rate: float, seconds: float, workdir: str, config_path: str | None,
+             sched_trace: bool) -> dict:
     run = _Run(rate, workdir, config_path)
+    trace = None
+    preemptions = None
     try:
         time.sleep(min(1.0, seconds / 3))  # warm-up: first attach, caches
+        if sched_trace:
+            trace = run.sched_trace()
+            trace.start()
         s0 = run.sched()
         f0, e0, t0, cf0, ce0 = run.sample()
         time.sleep(seconds)
         f1, e1, t1, cf1, ce1 = run.sample()
         s1 = run.sched()
+        if trace is not None:
+            preemptions = trace.stop()
     finally:
+        if trace is not None:
+            trace.close()
         run.stop()
     dt = t1 - t0
     hz = os.sysconf("SC_CLK_TCK")
@@ -230,6 +273,7 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None) 
         "cpu_percent": {"feed": round(100 * (cf1 - cf0) / hz / dt, 1),
                         "engine": round(100 * (ce1 - ce0) / hz / dt, 1)},
         "seconds": round(dt, 2),
+        **({"preemptions": preemptions} if preemptions is not None else {}),
     }
 
 
@@ -342,11 +386,18 @@ def run_bench(cfg, args) -> int:
                       "phase ...", file=sys.stderr, flush=True)
             scrape = measure_scrape(SCRAPE_RATE, seconds * 2, workdir, args.config)
             rates = ()
+        # --isolate: each rate twice, back to back: as the machine is, then with every other
+        # task kept off the engine's core
+        setups = (None, cfg.process.engine_core) if getattr(args, "isolate", False) else (None,)
         for rate in rates:
-            if not args.json:
-                print(f"measuring at {rate or 'max'} ticks/s for {seconds:.0f} s ...",
-                      file=sys.stderr, flush=True)
-            results.append(measure(rate, seconds, workdir, args.config))
+            for iso in setups:
+                if not args.json:
+                    print(f"measuring at {rate or 'max'} ticks/s for {seconds:.0f} s"
+                          f"{'' if iso is None else f', engine core {iso} isolated'} ...",
+                          file=sys.stderr, flush=True)
+                results.append(measure(rate, seconds, workdir, args.config,
+                                       sched_trace=getattr(args, "sched_trace", False),
+                                       isolate_core=iso))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if scrape is not None:
@@ -392,36 +443,41 @@ def format_scrape(r: dict) -> str:
     return "\n".join(out)
 
 
+def _step(s: dict) -> str:
+    """A step's label: its rate, ``iso`` when the engine core was isolated (--isolate)."""
+    return str(s["rate_target_per_s"]) + (" iso" if "isolated" in s else "")
+
+
 def format_report(r: dict) -> str:
     m = r["machine"]
     out = [f"bog bench on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, numba {m['numba']}",
-           "", f"{'rate/s':>9} {'pub/s':>9} {'done/s':>9} {'lost':>6}  tick ns P50/P99/P99.9"
+           "", f"{'rate/s':>11} {'pub/s':>9} {'done/s':>9} {'lost':>6}  tick ns P50/P99/P99.9"
            f"        strat P50/P99   exec P50/P99   feed->decision P50/P99   cpu feed/engine"]
     for s in r["steps"]:
         t, st, ex, fd, c = (s["tick_processing_ns"], s["strategy_calc_ns"], s["execution_ns"],
                             s["feed_to_decision_ns"], s["cpu_percent"])
         out.append(
-            f"{str(s['rate_target_per_s']):>9} {s['published_per_s']:>9} {s['processed_per_s']:>9} "
+            f"{_step(s):>11} {s['published_per_s']:>9} {s['processed_per_s']:>9} "
             f"{s['lost_ticks']:>6}  {t['p50']}/{t['p99']}/{t['p99.9']}"
             f"   {st['p50']}/{st['p99']}   {ex['p50']}/{ex['p99']}   {fd['p50']}/{fd['p99']}"
             f"   {c['feed']}%/{c['engine']}%")
     out += ["", "where the time goes (ns; P50/P99 and the slowest bucket over the window; the "
             "feed->decision path is handoff + copy + decision; exact maxima since start in "
             "--json):",
-            f"{'rate/s':>9}  {'generate':>16} {'slot write':>16} {'head pub':>16}"
+            f"{'rate/s':>11}  {'generate':>16} {'slot write':>16} {'head pub':>16}"
             f" {'handoff':>22} {'copy':>16} {'decision':>22}  P99 owner / max owner"]
     for s in r["steps"]:
         g = s["stages_ns"]
         cells = [f"{g[k]['p50']}/{g[k]['p99']}/{_le(g[k]['window_max_le'])}"
                  for k, _, _ in STAGES]
-        out.append(f"{str(s['rate_target_per_s']):>9}  {cells[0]:>16} {cells[1]:>16} "
+        out.append(f"{_step(s):>11}  {cells[0]:>16} {cells[1]:>16} "
                    f"{cells[2]:>16} {cells[3]:>22} {cells[4]:>16} {cells[5]:>22}  "
                    f"{g['p99_owner']} / {g['max_owner']}")
     out += ["", "feed->decision and scheduling per step (counts over the window; feed = its "
             "main thread, hot = the engine's hot thread; invol/vol = context switches, "
             "minflt/majflt = page faults, migr = CPU migrations, rq wait = runnable but not "
             "running):",
-            f"{'rate/s':>9}  {'f->d P50/P99/P99.9/window max ns':>34}   "
+            f"{'rate/s':>11}  {'f->d P50/P99/P99.9/window max ns':>34}   "
             f"{'feed invol/vol/minflt/majflt/migr/rq-wait-us':>44}   "
             f"{'hot invol/vol/minflt/majflt/migr/rq-wait-us':>44}"]
     for s in r["steps"]:
@@ -433,9 +489,19 @@ def format_report(r: dict) -> str:
             return (f"{d.get('involuntary_switches', '-')}/{d.get('voluntary_switches', '-')}/"
                     f"{d.get('minor_faults', '-')}/{d.get('major_faults', '-')}/"
                     f"{d.get('migrations', '-')}/{d.get('runqueue_wait_ns', 0) // 1000}")
-        out.append(f"{str(s['rate_target_per_s']):>9}  "
+        out.append(f"{_step(s):>11}  "
                    f"{fd['p50']}/{fd['p99']}/{fd['p99.9']}/{_le(fd['window_max_le']):<12}"
                    f"   {sc(s['sched']['feed']):>44}   {sc(s['sched']['engine_hot']):>44}")
+    if any("preemptions" in s for s in r["steps"]):
+        out += ["", "who took the CPU (--sched-trace; preemptions of the thread while runnable, "
+                "the time it was off its CPU, the longest; by the task that took the CPU):"]
+        for s in r["steps"]:
+            for role, t in s.get("preemptions", {}).items():
+                by = "; ".join(f"{b['comm']} {b['count']:,} / {b['total_us'] / 1000:.1f} ms / "
+                               f"max {b['max_us']:,} us" for b in t["by"])
+                out.append(f"{_step(s):>11}  {role:<10} {t['preemptions']:>6,} "
+                           f"preemptions, {t['preempted_us'] / 1000:.1f} ms off, longest "
+                           f"{t['max_preempted_us']:,} us; by: {by or '-'}")
     out += ["", f"highest sustained rate with zero loss: {r['sustained_zero_loss_ticks_per_s']:,} ticks/s",
             f"max tick (since engine start, last step): {r['steps'][-1]['tick_processing_ns']['max_since_start']} ns",
             f"method: {r['method']}"]

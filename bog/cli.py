@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor", action="store_true",
                    help="measure the machine's floor: a two-process ping-pong through the ticks "
                         "ring code, pinned like the feed and the engine (one-way hand-off ns)")
+    p.add_argument("--sched-trace", action="store_true",
+                   help="also trace the scheduler (tracefs, root) during each window: who "
+                        "preempted the feed's thread and the engine's hot thread, how long")
+    p.add_argument("--isolate", action="store_true",
+                   help="measure each rate twice: as the machine is, then with every other task "
+                        "kept off the engine's core for the step (root; restored afterwards)")
     p.add_argument("--feed", choices=("lighter",),
                    help="benchmark the lighter feed source against bog fake-venue instead")
     p.add_argument("--replay", action="store_true",

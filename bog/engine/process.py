@@ -38,7 +38,7 @@ from bog.engine.journal import Journal, JournalWriteError, recover
 from bog.engine.pause import PauseFlag
 from bog.engine.position import PositionTracker, utc_day
 from bog.log import RateLimiter
-from bog.process import Service, pin_to_core, set_realtime
+from bog.process import Service, freeze_startup_objects, pin_to_core, set_realtime
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.codes import (
@@ -243,6 +243,10 @@ class EngineService(Service):
         self._ring_drain = None  # (read position, since) while reading a closed ring to its end
         # compile (or load from numba's cache) before attaching and declaring ready
         self._run_kernel(0)
+        # the full collection now, not on the feed's core once ticks flow, and before the
+        # ring is attached (ticks published during it would wait); the base class's freeze
+        # after startup then finds almost nothing to do
+        freeze_startup_objects()
         self._attach_feed(first=True)
         self._last_reconcile = time.monotonic()
         self._seen_reset = int(self.ctl[0]["breaker_reset_requests"])
