@@ -129,26 +129,56 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def set_realtime(priority: int) -> bool:
-    """SCHED_FIFO at ``priority``; under systemd the unit sets it (CPUSchedulingPolicy=)."""
+def _rt_budget() -> str:
+    """The kernel's limit on real-time tasks, as it reads here (for the warning below)."""
+    try:
+        with open("/proc/sys/kernel/sched_rt_runtime_us") as f:
+            runtime = int(f.read())
+        with open("/proc/sys/kernel/sched_rt_period_us") as f:
+            period = int(f.read())
+    except (OSError, ValueError):
+        return "unknown real-time limit"
+    if runtime < 0:
+        return "sched_rt_runtime_us = -1: no limit (this core's kernel threads can starve)"
+    return (f"real-time tasks get {runtime / 1000:.0f} ms of every {period / 1000:.0f} ms "
+            f"(sched_rt_runtime_us), the fair server gives normal tasks the rest")
+
+
+def set_realtime(priority: int, busy_poll: bool = False) -> bool:
+    """SCHED_FIFO at ``priority``; under systemd the unit sets it (CPUSchedulingPolicy=).
+
+    ``busy_poll``: the thread never sleeps. The kernel then still runs the core's other
+    normal tasks (per-CPU kernel threads at least), but in throttled blocks: measured on
+    Linux 6.18, a SCHED_FIFO busy-polling engine thread stopped for 50 ms every second (its
+    run-queue wait went from 1 ms to 250 ms per 5 s), far worse than normal scheduling on a
+    core kept free of other tasks. It is applied as configured, with a warning saying so."""
     if priority <= 0:
         return False
+    applied = False
     try:
         if (os.sched_getscheduler(0) == os.SCHED_FIFO
                 and os.sched_getparam(0).sched_priority >= priority):
             log.info("real-time scheduling SCHED_FIFO priority %d (set by the service manager)",
                      os.sched_getparam(0).sched_priority)
-            return True
+            applied = True
     except OSError:
         pass
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        log.info("real-time scheduling SCHED_FIFO priority %d", priority)
-        return True
-    except (PermissionError, OSError) as e:
-        log.warning("cannot set SCHED_FIFO priority %d: %s (continuing with normal scheduling)",
-                    priority, e)
-        return False
+    if not applied:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            log.info("real-time scheduling SCHED_FIFO priority %d", priority)
+            applied = True
+        except (PermissionError, OSError) as e:
+            log.warning("cannot set SCHED_FIFO priority %d: %s (continuing with normal "
+                        "scheduling)", priority, e)
+            return False
+    if busy_poll:
+        log.warning("SCHED_FIFO on a busy-polling thread: %s, so this thread is stopped in "
+                    "blocks of up to tens of ms whenever any normal task waits for its core "
+                    "(measured: 50 ms every second); keeping other tasks off the core is "
+                    "better (engine_realtime_priority = 0; docs/operations.md \"Engine core\")",
+                    _rt_budget())
+    return True
 
 
 class Service:

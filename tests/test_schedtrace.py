@@ -139,3 +139,35 @@ def test_service_freezes_its_startup_objects_out_of_the_garbage_collector():
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert int(r.stdout.split()[-1]) > 10_000, r.stdout
+
+
+def test_realtime_on_a_busy_polling_thread_is_applied_with_a_warning_naming_the_stalls(caplog):
+    """SCHED_FIFO on the engine's polling thread made it stop 50 ms every second here: bog
+    still applies what is configured, and says what it costs (or why it could not)."""
+    import logging
+    import threading
+
+    from bog.process import set_realtime
+
+    out = {}
+
+    def probe():  # its own thread: the test's thread keeps normal scheduling
+        out["ok"] = set_realtime(1, busy_poll=True)
+        out["policy"] = os.sched_getscheduler(0)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+    with caplog.at_level(logging.INFO, logger="bog"):
+        t = threading.Thread(target=probe)
+        t.start()
+        t.join(10)
+    text = caplog.text
+    if out["ok"]:
+        assert out["policy"] == os.SCHED_FIFO
+        assert "SCHED_FIFO on a busy-polling thread" in text and "sched_rt_runtime_us" in text
+        assert "50 ms every second" in text
+    else:
+        assert "cannot set SCHED_FIFO priority 1" in text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bog"):
+        assert set_realtime(0, busy_poll=True) is False  # 0 = normal scheduling, nothing said
+    assert caplog.text == ""

@@ -272,7 +272,8 @@ class EngineService(Service):
         """The engine's hot thread: pinned, the kernel runs until the mailbox says stop."""
         try:
             core = pin_to_core(self.cfg.process.engine_core)  # this thread only
-            set_realtime(self.cfg.process.engine_realtime_priority)
+            # it polls whenever ticks flow (engine_idle_sleep_us only applies when idle)
+            set_realtime(self.cfg.process.engine_realtime_priority, busy_poll=True)
             self.core = core
             self.metrics.m[0]["core"] = core
             self.metrics.m[0]["hot_tid"] = threading.get_native_id()
