@@ -199,13 +199,13 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None,
     (the engine's) for the step (``bog.isolate``, root)."""
     iso = None
     if isolate_core is not None:
-        from bog.isolate import CoreIsolation
+        from bog.isolate import CoreIsolation, IsolationError
 
         iso = CoreIsolation(isolate_core, keep_pids={os.getpid()})
         iso.__enter__()
         if not iso.moved:
             iso.__exit__(None, None, None)
-            raise RuntimeError(f"bench --isolate: could not move any task off core "
+            raise IsolationError(f"--isolate: could not move any task off core "
                                f"{isolate_core} ({iso.refused} refused; it needs root)")
     try:
         r = _measure(rate, seconds, workdir, config_path, sched_trace)
@@ -354,6 +354,25 @@ def machine() -> dict:
 
 
 def run_bench(cfg, args) -> int:
+    root_only = [flag for flag, on in (("--sched-trace", getattr(args, "sched_trace", False)),
+                                       ("--isolate", getattr(args, "isolate", False))) if on]
+    if root_only and os.geteuid() != 0:
+        print(f"bog bench: {' and '.join(root_only)} need root (the kernel's tracefs; moving "
+              "other users' tasks off the engine core)", file=sys.stderr)
+        return 2
+    try:
+        return _run_bench(cfg, args)
+    except RuntimeError as e:  # SchedTraceError, IsolationError: one line, no traceback
+        from bog.isolate import IsolationError
+        from bog.schedtrace import SchedTraceError
+
+        if not isinstance(e, (SchedTraceError, IsolationError)):
+            raise
+        print(f"bog bench: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_bench(cfg, args) -> int:
     seconds = 2.0 if args.quick else 5.0
     rates = (200, 1_000_000) if args.quick else RATES
     workdir = tempfile.mkdtemp(prefix="bog-bench-")

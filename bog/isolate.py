@@ -21,6 +21,10 @@ from __future__ import annotations
 import os
 
 
+class IsolationError(RuntimeError):
+    """No task could be moved off the core (not root); the message says so."""
+
+
 def _tasks():
     for pid in os.listdir("/proc"):
         if not pid.isdigit():

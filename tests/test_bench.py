@@ -64,9 +64,7 @@ def test_bench_isolate_and_sched_trace_measure_each_rate_both_ways():
     (the suite runs as root here; as another user the bench must refuse clearly)."""
     r = subprocess.run([sys.executable, "-m", "bog.cli", "bench", "--quick", "--json",
                         "--isolate", "--sched-trace"], capture_output=True, text=True, timeout=300)
-    if os.geteuid() != 0:
-        assert r.returncode != 0 and "root" in r.stderr, r.stderr[-2000:]
-        return
+    assert os.geteuid() == 0, "the suite runs as root here; see the next test for other users"
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
     steps = rep["steps"]
@@ -93,6 +91,19 @@ def test_bench_isolate_and_sched_trace_measure_each_rate_both_ways():
     assert "200 iso" in out and "who took the CPU" in out and "bog engine:main" in out
     # the tasks moved off the engine core got their affinity back (pid 1 was one of them)
     assert 1 in os.sched_getaffinity(1)
+
+
+def test_bench_root_only_options_refuse_other_users_in_one_line():
+    """As another user (a real user switch: nobody), --sched-trace and --isolate refuse at
+    once, naming what needs root, before starting anything."""
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-I", "-m", "bog.cli", "bench", "--quick",
+                        "--sched-trace", "--isolate"], capture_output=True, text=True,
+                       timeout=120, cwd="/")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip() == ("bog bench: --sched-trace and --isolate need root (the "
+                                "kernel's tracefs; moving other users' tasks off the engine "
+                                "core)"), r.stderr[-2000:]
 
 
 def test_bench_floor_measures_a_cross_core_hand_off():
