@@ -313,7 +313,8 @@ def _gateway_credential(cfg: Config) -> list[str]:
     if cfg.execution.mode == "live":
         L.append(f"LoadCredential=lighter-api-key:{API_KEY_CREDENTIAL_PATH}")
     else:
-        L += ["# dry-run signs only when it has a key: uncomment (in a drop-in) to sign with it",
+        L += ["# dry-run never signs nor sends; given the key it checks that the credential is",
+              "# readable and well-formed (a rehearsal for live): uncomment (in a drop-in) for that",
               f"#LoadCredential=lighter-api-key:{API_KEY_CREDENTIAL_PATH}"]
     return L
 
