@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
@@ -388,3 +389,40 @@ def test_rings_are_mapped_up_front_so_ticks_take_no_page_faults(instance):
     finally:
         reader.close(unlink=False)
         ring.close(unlink=True)
+
+
+def test_try_attach_polls_a_peers_segment_refusing_squatters_not_ready_and_the_held_one(
+        instance, caplog):
+    """What the gateway (engine's intent ring) and the engine (gateway's venue-event ring and
+    metrics block) do each pass: missing -> None silently; another user's -> None, counted,
+    CRITICAL once; not READY yet or the very ring already held -> None; else the ring."""
+    from bog.shm.ring import IntentRing, VenueEventRing
+
+    names = SegmentNames(instance)
+    rec = {"shm_untrusted_total": 0}
+    log = logging.getLogger("bog.test")
+    venue = lambda: VenueEventRing.attach(names.venue_events, writable=True)  # noqa: E731
+    with caplog.at_level("INFO", logger="bog.test"):
+        assert seg_mod.try_attach(venue, rec, log, held=None) is None  # not there yet
+        assert caplog.records == [] and rec["shm_untrusted_total"] == 0
+        squat(names.venue_events, b"\0" * 4096)  # another user's "ring"
+        before = seg_mod.untrusted_total()
+        assert seg_mod.try_attach(venue, rec, log, held=None) is None
+        assert seg_mod.try_attach(venue, rec, log, held=None) is None  # every pass refuses
+    assert rec["shm_untrusted_total"] == seg_mod.untrusted_total() == before + 1
+    assert [(r.levelname, r.getMessage().split(" is owned")[0]) for r in caplog.records] == [
+        ("CRITICAL", f"CRITICAL shared memory {names.venue_events}")]  # logged once
+    # our own ring: refused while not READY, attached once READY, refused when it is the one held
+    own = IntentRing.create(names.intents, 64)
+    intents = lambda: IntentRing.attach(names.intents, writable=True)  # noqa: E731
+    assert seg_mod.try_attach(intents, rec, log, held=None) is None
+    own.segment.mark_ready()
+    got = seg_mod.try_attach(intents, rec, log, held=None)
+    assert got is not None and got.segment.inode == own.segment.inode
+    assert seg_mod.try_attach(intents, rec, log, held=got) is None
+    # without ``held`` (a metrics block: attached as it is)
+    raw = seg_mod.try_attach(intents, rec, log)
+    assert raw is not None
+    for r in (raw, got):
+        r.close(unlink=False)
+    own.close()

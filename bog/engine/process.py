@@ -679,30 +679,15 @@ class EngineService(Service):
         if self.gw is not None and self.gw.segment.replaced_or_closed():
             self.gw.close(unlink=False)
             self.gw = None
+        m = self.metrics.m[0]
         if self.gw is None:
-            try:
-                self.gw = MetricsBlock.attach(self.names.gateway_metrics, GATEWAY)
-            except seg_mod.UntrustedSegmentError as e:
-                self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
-                if e.first:
-                    log.critical("%s", e)
-            except seg_mod.SegmentError:
-                pass
+            self.gw = seg_mod.try_attach(
+                lambda: MetricsBlock.attach(self.names.gateway_metrics, GATEWAY), m, log)
         if self.vring is None or (self.vring.segment.replaced_or_closed()
                                   and self.vring.depth == 0):
-            try:
-                ring = VenueEventRing.attach(self.names.venue_events, writable=True)
-            except seg_mod.UntrustedSegmentError as e:
-                self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
-                if e.first:
-                    log.critical("%s", e)
-                ring = None
-            except seg_mod.SegmentError:
-                ring = None
-            if ring is not None and (ring.segment.state != seg_mod.STATE_READY or (
-                    self.vring is not None and ring.segment.inode == self.vring.segment.inode)):
-                ring.close(unlink=False)
-                ring = None
+            ring = seg_mod.try_attach(
+                lambda: VenueEventRing.attach(self.names.venue_events, writable=True), m, log,
+                held=self.vring)
             if ring is not None:
                 self._park_hot()
                 old = self.vring

@@ -241,19 +241,8 @@ class GatewayService(Service):
             return
         if cur is not None and cur.depth > 0:
             return  # read what the old engine left first (its mapping stays valid)
-        try:
-            ring = IntentRing.attach(self.names.intents, writable=True)
-        except seg_mod.UntrustedSegmentError as e:
-            self.metrics.m[0]["shm_untrusted_total"] = seg_mod.untrusted_total()
-            if e.first:
-                log.critical("%s", e)
-            ring = None
-        except seg_mod.SegmentError:
-            ring = None
-        if ring is not None and (ring.segment.state != seg_mod.STATE_READY
-                                 or (cur is not None and ring.segment.inode == cur.segment.inode)):
-            ring.close(unlink=False)
-            ring = None
+        ring = seg_mod.try_attach(lambda: IntentRing.attach(self.names.intents, writable=True),
+                                  self.metrics.m[0], log, held=cur)
         if cur is not None:
             cur.close(unlink=False)
             self.intents = None

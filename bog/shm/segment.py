@@ -101,6 +101,35 @@ def untrusted_total() -> int:
     return len(_untrusted_seen)
 
 
+_HELD_UNCHECKED = object()
+
+
+def try_attach(open_fn, metrics_rec, logger: logging.Logger, held=_HELD_UNCHECKED):
+    """What a process polling for a peer's segment does each pass: ``open_fn()`` (e.g.
+    ``lambda: IntentRing.attach(name, writable=True)``), or None.
+
+    A missing segment is None, silently (the peer is not running yet). One owned by another
+    user or with the wrong mode is None, counted (``metrics_rec["shm_untrusted_total"]``:
+    ``bog_shm_untrusted_segments_total``) and logged CRITICAL on ``logger`` the first time this
+    process meets it. Given ``held`` (what is attached now, or None), a segment that is not
+    READY yet, or is the very one held, is closed and None too."""
+    try:
+        obj = open_fn()
+    except UntrustedSegmentError as e:
+        metrics_rec["shm_untrusted_total"] = untrusted_total()
+        if e.first:
+            logger.critical("%s", e)
+        return None
+    except SegmentError:
+        return None
+    if held is not _HELD_UNCHECKED and (
+            obj.segment.state != STATE_READY
+            or (held is not None and obj.segment.inode == held.segment.inode)):
+        obj.close(unlink=False)
+        return None
+    return obj
+
+
 def _shm_path(name: str) -> str:
     return os.path.join(SHM_DIR, name.lstrip("/"))
 
