@@ -143,6 +143,39 @@ def test_venue_fill_reaches_the_fill_queue_once_per_trade_id():
     assert coi not in h.states() and len(h.take_fills()) == 1
 
 
+def test_a_venue_fill_beyond_the_daily_loss_limit_trips_in_the_kernel():
+    """Live, the kernel applies the daily loss limit at the venue's fill, as at a paper fill:
+    the trip (and the venue cancel-all) does not wait for the Python thread's drain, and the
+    kernel's daily PnL is PositionTracker's, bit for bit."""
+    from bog.engine.position import PositionTracker
+
+    h = Live(risk={"max_daily_loss_usd": 10.0})
+    h.publish(59995.0, 60005.0)
+    h.run()
+    orders = {int(i["side"]): int(i["client_order_index"]) for i in h.intents()}
+    for coi in orders.values():
+        h.venue(VENUE_EVENT.ACKED, coi)
+    qty = round(0.1 * FIXED)
+    fills = [dict(trade_id=1, price=round(60000.0 * FIXED), qty=qty, fee_usd=round(0.5 * FIXED),
+                  liquidity=LIQUIDITY.MAKER, side=1, ts_ns=1_000),
+             # bought 0.1 at 60,000, sold at 59,900: -10 USD, plus 1 USD of fees: beyond -10
+             dict(trade_id=2, price=round(59900.0 * FIXED), qty=qty, fee_usd=round(0.5 * FIXED),
+                  liquidity=LIQUIDITY.MAKER, side=-1, ts_ns=2_000)]
+    h.venue(VENUE_EVENT.FILLED, orders[1], **fills[0])
+    h.run(idle_ns=1)
+    assert not h.events(K.EV_RISK_TRIP)  # -0.5 USD: within the limit
+    h.intents()
+    h.venue(VENUE_EVENT.FILLED, orders[-1], **fills[1])
+    h.run(idle_ns=1)
+    assert [int(e[2]) for e in h.events(K.EV_RISK_TRIP)] == [TRIP.DAILY_LOSS]
+    assert int(h.st["loss_tripped"]) == 1
+    assert any(int(i["kind"]) == INTENT.CANCEL_ALL for i in h.intents())
+    t = PositionTracker()
+    for f in fills:
+        t.apply_fill(f["side"], f["qty"], f["price"] / FIXED, f["fee_usd"] / FIXED, f["ts_ns"])
+    assert float(h.st["daily_pnl"]) == t.daily_pnl == -11.0
+
+
 def test_trade_ids_seeded_from_the_journal_are_never_applied_again():
     h = Live()
     K.trade_id_seen(h.buf.trade_ids, 777)  # as the engine seeds it from the journal

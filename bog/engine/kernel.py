@@ -986,6 +986,9 @@ def apply_venue_event(st, p, m, orders, ev, fill, fctrl, fwords, tids, events, n
         fill[7] = st.next_fill_id
         fill[8] = tid
         st.next_fill_id += 1
+        # the daily loss limit at the venue's fill, as at a paper fill (before the ledger
+        # takes it; the UTC day of the venue's fill time, as PositionTracker rolls it)
+        loss_trip = _daily_pnl(st, p, side, qty, ev[5], ev[7], ev[2])
         st.ledger_fixed += side * qty
         m.fills_generated_total += 1
         m.last_fill_ns = now
@@ -995,6 +998,8 @@ def apply_venue_event(st, p, m, orders, ev, fill, fctrl, fwords, tids, events, n
             trip(st, m, events, now, TRIP_FILLS_DROPPED)
         if st.ledger_fixed > p.max_position_fixed or st.ledger_fixed < -p.max_position_fixed:
             trip(st, m, events, now, TRIP_POSITION_BREACH)
+        if loss_trip:
+            trip(st, m, events, now, TRIP_DAILY_LOSS)
         if i >= 0:
             o = orders[i]
             o.qty -= qty
