@@ -32,7 +32,7 @@ def test_bench_quick_reports_measured_figures():
     assert slow["lost_ticks"] == 0 and slow["zero_loss"]
     assert rep["sustained_zero_loss_ticks_per_s"] >= slow["processed_per_s"]
     # the stage breakdown: every stage of a tick's life was measured, and is coherent
-    from bog.bench import STAGES, format_report
+    from bog.bench import STAGES, _le, format_report
 
     for step in (slow, fast):
         g = step["stages_ns"]
@@ -56,6 +56,8 @@ def test_bench_quick_reports_measured_figures():
     assert slow["sched"]["feed"]["voluntary_switches"] > 0
     out = format_report(rep)
     assert "P99 owner / max owner" in out and "rq-wait" in out
+    assert "slowest tick after warm-up, ns" in out
+    assert f"200: {_le(slow['stages_ns']['decision']['window_max_le'])}" in out
 
 
 def test_bench_isolate_and_sched_trace_measure_each_rate_both_ways():
