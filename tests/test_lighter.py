@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -486,3 +487,18 @@ def test_bog_run_on_the_fake_venue_trades_on_paper(fake, tmp_path):
         out.close()
         cleanup_segments(inst)
     assert code == 0, (tmp_path / "run.out").read_text()[-3000:]
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"ts_us": [1]}',
+                                  b'{"market_id": 999, "ts_us": [1]}',
+                                  b'{"market_id": 1, "ts_us": ["x"]}'])
+def test_fake_books_answers_a_malformed_request_with_400_naming_the_body(fake, body):
+    """A test control of the fake answers a bad request with 400 and what it expects, never a
+    500 with a traceback."""
+    req = urllib.request.Request(f"http://127.0.0.1:{fake.port}/fake/books", data=body,
+                                 method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 400
+    assert "market_id" in json.loads(e.value.read())["error"]
+    assert fake.books(1, []) == {}  # and the fake still answers

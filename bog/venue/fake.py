@@ -578,10 +578,15 @@ class FakeVenue:
         return JSONResponse(doc)
 
     async def fake_books(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        m = self.markets[int(body["market_id"])]
+        try:
+            body = orjson.loads(await request.body())
+            m = self.markets[int(body["market_id"])]
+            stamps = [int(ts) for ts in body.get("ts_us", [])]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return JSONResponse({"error": "body must be {\"market_id\": N (a market of this "
+                                          "fake), \"ts_us\": [microseconds, ...]}"}, 400)
         out = {}
-        for ts in body.get("ts_us", []):
+        for ts in stamps:
             h = m.history.get(int(ts))
             out[str(ts)] = None if h is None else {
                 "nonce": h[0], "top": np.frombuffer(h[1], np.int64).reshape(4, DEPTH).tolist()}
