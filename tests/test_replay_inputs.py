@@ -349,3 +349,32 @@ def test_incremental_bad_rows_are_rejected_and_logged(tmp_path, caplog):
     assert list(got.rows["exchange_ts_ns"]) == [1_000_000, 4_000_000]
     logged = [r.getMessage() for r in caplog.records]
     assert f"Replay row rejected: file {p} line 8: {reasons[8]}" in logged
+
+
+def test_an_over_long_line_is_dropped_unread_rejected_and_counted(tmp_path, caplog):
+    """A line longer than 1 MiB (a file with no newlines, binary junk) is never held whole:
+    the reader skips it to its end, and it is rejected with its line number like any bad row;
+    the rows around it load, and later line numbers stay right."""
+    from bog.feed.csvformat import MAX_LINE_BYTES, OVERSIZED_LINE, LineChunks
+
+    caplog.set_level(logging.WARNING, logger="bog.feed.replay")
+    ts = 1_700_000_000_000_000
+    good = [_row(ts + 1000 * i, 30000.0, 2) for i in range(1, 5)]
+    junk = "x" * (3 * MAX_LINE_BYTES)
+    path = tmp_path / "book.csv"
+    path.write_text(_header(2) + "\n" + good[0] + "\n" + good[1] + "\n" + junk + "\n"
+                    + good[2] + "\n" + good[3] + "\n" + junk)  # the last one: no newline
+    for block in (4096, 1 << 20, 4 << 20):
+        loaded = load_replay(str(path), chunk_bytes=block)
+        assert loaded.rows_read == 6 and loaded.rejected == 2 and len(loaded.rows) == 4, block
+        assert loaded.rejects == [(4, f"line longer than {MAX_LINE_BYTES:,} bytes (dropped "
+                                      "unread)"), (7, loaded.rejects[0][1])], block
+    assert any("line 4: line longer than" in r.getMessage() for r in caplog.records)
+    # memory: no block (and no carried line) ever holds the junk
+    with open(path, "rb") as f:
+        src = LineChunks(f, chunk_bytes=4096)
+        blocks = []
+        while (b := src.next()) is not None:
+            blocks.append(b)
+            assert len(b) <= MAX_LINE_BYTES + 2 * 4096 and len(src.carry) <= MAX_LINE_BYTES + 4096
+    assert b"".join(blocks).count(OVERSIZED_LINE) == 2

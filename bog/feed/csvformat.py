@@ -447,16 +447,27 @@ def parse_rows(buf, colmap, ncols, nlev, line0, out, lines, err_line, err_code, 
 
 
 # ---- Python driver -------------------------------------------------------------------------
+MAX_LINE_BYTES = 1 << 20  # a longer line is dropped (a book_snapshot_25 row is ~1 KB)
+# what the parser sees in place of a dropped line: not a row, so it is rejected (counted and
+# logged with its line number) with the reason below, and later line numbers stay right
+OVERSIZED_LINE = b"\x00oversized"
+OVERSIZED_REASON = f"line longer than {MAX_LINE_BYTES:,} bytes (dropped unread)"
+
+
 class LineChunks:
     """Blocks of complete lines read from a binary file, about ``chunk_bytes`` each (a line
     longer than that comes whole in a bigger block); the last line needs no newline. Only
-    one block and the unfinished line after it are in memory at a time."""
+    one block and the unfinished line after it are in memory at a time: a line longer than
+    ``max_line_bytes`` (a file with no newlines, binary data) is skipped to its end without
+    being kept, and comes out as one ``OVERSIZED_LINE`` for the parser to reject."""
 
-    def __init__(self, f, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, f, chunk_bytes: int = CHUNK_BYTES, max_line_bytes: int = MAX_LINE_BYTES):
         self.f = f
         self.chunk_bytes = chunk_bytes
+        self.max_line_bytes = max_line_bytes
         self.carry = b""
         self.eof = False
+        self.skipping = False  # inside an over-long line: discard up to its newline
 
     def next(self) -> bytes | None:
         """The next block (ends with a newline, except at the end of the file); None at EOF."""
@@ -466,12 +477,27 @@ class LineChunks:
                 self.eof = True
                 break
             data = self.carry + block if self.carry else block
+            if self.skipping:
+                end = data.find(b"\n")
+                if end < 0:
+                    self.carry = b""
+                    continue
+                data = OVERSIZED_LINE + data[end:]
+                self.skipping = False
             cut = data.rfind(b"\n")
             if cut < 0:
-                self.carry = data
+                if len(data) > self.max_line_bytes:
+                    self.skipping, self.carry = True, b""
+                else:
+                    self.carry = data
                 continue
             self.carry = data[cut + 1:]
+            if len(self.carry) > self.max_line_bytes:  # the next line is over-long already
+                self.skipping, self.carry = True, b""
             return data[:cut + 1]
+        if self.skipping:
+            self.skipping = False
+            return OVERSIZED_LINE
         data, self.carry = self.carry, b""
         return data or None
 
@@ -537,8 +563,10 @@ def error_reasons(data: bytes, nerr: int, e_line, e_code, e_col, e_off, names, n
         off = int(e_off[k])
         end = data.find(b"\n", off)
         text = data[off:end if end >= 0 else len(data)].rstrip(b"\r")
-        out.append((int(e_line[k]), _reason(int(e_code[k]), int(e_col[k]), names, ncols, text,
-                                            reasons)))
+        oversized = text == OVERSIZED_LINE or len(text) > MAX_LINE_BYTES  # (read whole when
+        # it fitted in one block: the same reason whatever the block size)
+        out.append((int(e_line[k]), OVERSIZED_REASON if oversized else
+                    _reason(int(e_code[k]), int(e_col[k]), names, ncols, text, reasons)))
     return out
 
 
