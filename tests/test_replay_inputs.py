@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support import FAST, merge, wait_for
 from test_replay import _header, _row
 
@@ -378,3 +379,23 @@ def test_an_over_long_line_is_dropped_unread_rejected_and_counted(tmp_path, capl
             blocks.append(b)
             assert len(b) <= MAX_LINE_BYTES + 2 * 4096 and len(src.carry) <= MAX_LINE_BYTES + 4096
     assert b"".join(blocks).count(OVERSIZED_LINE) == 2
+
+
+def test_an_incremental_book_deeper_than_the_cap_ends_the_replay_with_one_clear_error(
+        tmp_path, monkeypatch, caplog):
+    """The rebuilt book's memory is bounded: a side beyond MAX_BOOK_LEVELS price levels is not
+    a plausible L2 book; the reader stops with an error naming the line and the side (the
+    replay feed counts the rest of the file as one rejected row and ends)."""
+    from bog.feed import tardis
+    from bog.feed.replay import ReplayError
+
+    p = tmp_path / "deep.csv"
+    rows = ["x,B,1000,0,true,bid,150,1", "x,B,1000,0,true,ask,200,1"]
+    rows += [f"x,B,{2000 + i},0,false,bid,{100 - i * 0.5},1" for i in range(40)]
+    p.write_text(INCR_HEADER + "\n" + "\n".join(rows) + "\n")
+    assert load_replay(str(p)).rejected == 0  # 40 levels: fine by default
+    monkeypatch.setattr(tardis, "MAX_BOOK_LEVELS", 32)
+    with pytest.raises(ReplayError, match=(
+            rf"replay file {p}: line 35: the bid side of the rebuilt book would exceed 32 "
+            "price levels: not a plausible L2 book")):
+        load_replay(str(p))

@@ -389,13 +389,16 @@ class _IncrementalStream:
         if self.eof:
             return None
         ev = self.reader.next_chunk()
+        try:
+            rows, lines = self.book.apply(ev)
+        except tardis.BookTooDeepError as e:  # this block and the rest: one rejected row
+            raise ReplayError(f"replay file {self.path}: {e}") from None
         early = ()
         if ev is None:
             self.eof = True
         else:
             self.rows_read += ev.rows_read
             early = ev.rejects
-        rows, lines = self.book.apply(ev)
         n = len(rows)
         if len(self._pace) < n:
             self._pace = np.zeros(n, np.int64)

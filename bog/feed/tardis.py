@@ -429,10 +429,22 @@ def build_book(ts, local, side, px, sz, snap, lines, n, final, keys, sizes, coun
     return 0
 
 
-class IncrementalBook:
-    """The book of an incremental_book_L2 stream, rebuilt block by block."""
+MAX_BOOK_LEVELS = 1 << 20  # price levels per side of a rebuilt book: 32 MiB of keys and sizes
 
-    def __init__(self, levels: int = 1024):
+
+class BookTooDeepError(ValueError):
+    """A side of the rebuilt book would exceed MAX_BOOK_LEVELS price levels."""
+
+
+class IncrementalBook:
+    """The book of an incremental_book_L2 stream, rebuilt block by block. Each side holds at
+    most ``max_levels`` price levels (default MAX_BOOK_LEVELS, far more than any exchange's
+    L2 book): beyond that the stream is not a plausible book and ``apply`` raises
+    BookTooDeepError naming the line, instead of growing without bound."""
+
+    def __init__(self, levels: int = 1024, max_levels: int | None = None):
+        self.max_levels = MAX_BOOK_LEVELS if max_levels is None else max_levels
+        levels = min(levels, self.max_levels)
         self.keys = np.zeros((2, levels), np.int64)
         self.sizes = np.zeros((2, levels), np.int64)
         self.count = np.zeros(2, np.int64)
@@ -458,7 +470,13 @@ class IncrementalBook:
                       empty))
         while build_book(*args, n, ev is None, self.keys, self.sizes, self.count, st,
                          self._out, self._lines) == NEED_ROOM:
-            grow = self.keys.shape[1] * 2
+            have = self.keys.shape[1]
+            if have >= self.max_levels:
+                side = "bid" if self.count[0] >= have else "ask"
+                raise BookTooDeepError(
+                    f"line {int(ev.lines[int(st[BS_I])])}: the {side} side of the rebuilt book "
+                    f"would exceed {self.max_levels:,} price levels: not a plausible L2 book")
+            grow = min(have * 2, self.max_levels)
             keys = np.zeros((2, grow), np.int64)
             sizes = np.zeros((2, grow), np.int64)
             keys[:, :self.keys.shape[1]] = self.keys
