@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from bog.process import child_command, http_status, stop_child
+from bog.schedstat import thread_sched
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -47,23 +48,18 @@ def _cpu_ticks(pid: int) -> int:
 
 def sched_counters(pid: int, tid: int | None = None) -> dict:
     """Scheduling counters of one thread (the process's main thread by default) from /proc:
-    voluntary/involuntary context switches, minor/major page faults, CPU migrations, time
-    spent runnable but waiting for a CPU (ns). Empty when the thread is gone."""
+    voluntary/involuntary context switches and time spent runnable but waiting for a CPU (ns)
+    (``bog.schedstat.thread_sched``, what the processes export), minor/major page faults, CPU
+    migrations. Empty when the thread is gone."""
     base = f"/proc/{pid}/task/{tid or pid}"
-    out = {}
+    out = thread_sched(pid, tid)
+    if not out:
+        return {}
     try:
-        with open(base + "/status") as f:
-            for ln in f:
-                if ln.startswith("voluntary_ctxt_switches:"):
-                    out["voluntary_switches"] = int(ln.split()[1])
-                elif ln.startswith("nonvoluntary_ctxt_switches:"):
-                    out["involuntary_switches"] = int(ln.split()[1])
         with open(base + "/stat") as f:
             rest = f.read().rsplit(")", 1)[1].split()
         out["minor_faults"] = int(rest[7])  # field 10 of stat(5)
         out["major_faults"] = int(rest[9])  # field 12
-        with open(base + "/schedstat") as f:
-            out["runqueue_wait_ns"] = int(f.read().split()[1])
     except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
         return {}
     try:  # CONFIG_SCHED_DEBUG kernels only

@@ -39,6 +39,7 @@ from bog.engine.pause import PauseFlag
 from bog.engine.position import PositionTracker, utc_day
 from bog.log import RateLimiter
 from bog.process import Service, freeze_startup_objects, pin_to_core, set_realtime
+from bog.schedstat import SchedPublisher
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.codes import (
@@ -141,6 +142,7 @@ class EngineService(Service):
         self.names = SegmentNames(self.instance)
         self.metrics = self.fills = self.control = self.journal = None
         self.hot = None
+        self._sched = None
         self.params = K.make_params(cfg)
         self.state = K.make_state()
         self.buf = K.Buffers()
@@ -256,6 +258,9 @@ class EngineService(Service):
         self.hot.start()
         self._hot_pinned.wait(10)  # until the hot thread has pinned itself
         hot_core = self.core
+        # the hot thread's run-queue wait and preemptions, read by housekeeping (not the
+        # hot thread) about once a second: another task on the engine core shows there
+        self._sched = SchedPublisher(m, int(m["hot_tid"])) if int(m["hot_tid"]) > 0 else None
         # then this (main) thread moves to the housekeeping core; threads pin individually
         pin_to_core(cfg.process.engine_housekeeping_core)
         self.core = hot_core
@@ -750,6 +755,8 @@ class EngineService(Service):
         m = self.metrics.m[0]
         m["heartbeat_ns"] = now
         m["shm_untrusted_total"] = seg_mod.untrusted_total()
+        if self._sched is not None:
+            self._sched.poll()
         self.watchdog()
         if self._journal_error is not None:
             self._retry_journal()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from bog.feed.synthetic import make_params, make_state, new_staging, synth_run
 from bog.process import Service
+from bog.schedstat import SchedPublisher
 from bog.shm import SegmentNames
 from bog.shm.metrics import FEED, MetricsBlock
 from bog.shm import segment as seg_mod
@@ -54,6 +56,9 @@ class FeedService(Service):
         m["start_ns"] = self.started_ns
         m["core"] = self.core
         m["rate_target_per_s"] = cfg.feed.rate_per_s
+        # this (main) thread runs the publish kernel: its run-queue wait and preemptions,
+        # read from housekeeping about once a second
+        self._sched = SchedPublisher(m, threading.get_native_id())
         if cfg.feed.source == "replay":
             from bog.feed.replay import ReplaySource
 
@@ -101,6 +106,7 @@ class FeedService(Service):
         m = self.metrics.m[0]
         m["heartbeat_ns"] = time.time_ns()
         m["shm_untrusted_total"] = seg_mod.untrusted_total()
+        self._sched.poll()
         self.watchdog()
         if time.monotonic() >= self._next_stall:
             self._stall()

@@ -41,6 +41,7 @@ _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "==": operator.eq
 # Windows, seconds (the PromQL in alerts.yml uses the same)
 LATENCY_WINDOW_S = 60.0  # rate(..._bucket[1m]) in the recording rules
 MINUTE_S = 60.0
+CORE_WINDOW_S = 300.0  # rate(...[5m]) of the engine hot thread's run-queue wait
 HOUR_S = 3600.0
 
 
@@ -131,6 +132,13 @@ def _untrusted(ctx: Context) -> float | None:
     return sum(seen) if seen else None
 
 
+def _engine_core_wait(ctx: Context) -> float | None:
+    """Seconds per second the engine's hot thread waited for its core over 5 minutes
+    (``rate(bog_engine_hot_thread_runqueue_wait_seconds_total[5m])``)."""
+    r = ctx.w.rate("engine", "thread_runqueue_wait_ns_total", CORE_WINDOW_S)
+    return None if r is None else r / 1e9
+
+
 def _process_down(ctx: Context) -> dict[str, float]:
     """Feed and engine (``bog_up{process=~"feed|engine"}``); the gateway has GatewayDown."""
     return {p: 0.0 if info.up else 1.0 for p, info in ctx.w.now.procs.items()
@@ -214,6 +222,8 @@ RULES: tuple[AlertRule, ...] = (
     AlertRule("TickAccountingBroken", WARNING, 30, ">", 0,
               lambda c: _abs(c.w.gauge("engine", "ring_unaccounted_ticks")),
               "Ticks neither processed, lost nor skipped (published != accounted)"),
+    AlertRule("EngineCoreContended", WARNING, 600, ">", 0.001, _engine_core_wait,
+              "Another task runs on the engine core (hot thread waits > 1ms/s for its core)"),
     # -- execution gateway (dry-run / live; no gateway series on paper: never active) ---------
     AlertRule("GatewayDown", CRITICAL, 10, "==", 0, _gateway_up,
               "bog-gateway is not running (dry-run/live): no quoting, orders at the venue "

@@ -56,23 +56,24 @@ def le_label(edge: float) -> str:
 
 def _family(spec: MetricSpec, rec: np.void):
     v = rec[spec.field] if spec.kind != "histogram" else None
+    k = spec.scale  # counters and gauges: exported value = field x scale (e.g. ns -> s)
     if spec.kind == "counter":
         if spec.label_field:  # label values read from the block (slot 0 = free)
             f = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
             for lv, x in zip(rec[spec.label_field], v):
                 if int(lv):
-                    f.add_metric([str(int(lv))], float(x))
+                    f.add_metric([str(int(lv))], float(x) * k)
             if spec.other_field:
-                f.add_metric(["other"], float(rec[spec.other_field]))
+                f.add_metric(["other"], float(rec[spec.other_field]) * k)
             return f
         if spec.label:
             f = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
             for lv, x in zip(spec.label_values, v):
-                f.add_metric([lv], float(x))
+                f.add_metric([lv], float(x) * k)
             return f
-        return CounterMetricFamily(spec.name, spec.help, value=float(v))
+        return CounterMetricFamily(spec.name, spec.help, value=float(v) * k)
     if spec.kind == "gauge":
-        return GaugeMetricFamily(spec.name, spec.help, value=float(v) * spec.scale)
+        return GaugeMetricFamily(spec.name, spec.help, value=float(v) * k)
     buckets = rec[spec.field + "_bucket"]
     cum = np.cumsum(buckets.astype(np.float64))
     pairs = [(le_label(e), float(c)) for e, c in zip(spec.edges, cum[:-1])]

@@ -126,6 +126,15 @@ class Window:
             return np.maximum(d, 0.0)
         return max(float(cur) - float(old), 0.0)
 
+    def rate(self, process: str, field: str, seconds: float) -> float | None:
+        """Per-second increase of a scalar counter over the window, like PromQL's ``rate()``
+        (without its extrapolation): the delta over the seconds the window covers. None when
+        unreadable or nothing earlier to compare with yet."""
+        b = self._base(process, seconds)
+        if b is None or b[1] <= 0:
+            return None
+        return self.delta(process, field, seconds) / b[1]
+
     def hist_delta(self, process: str, hist: str, seconds: float) -> np.ndarray | None:
         return self.delta(process, hist + "_bucket", seconds)
 

@@ -293,6 +293,15 @@ _PROCESS_FIELDS = [
     ("shm_untrusted_total", "<u8"),
 ]
 
+# Scheduling counters of the process's busiest thread (the engine's hot thread, the feed's
+# main thread, which runs the publish kernel), cumulative since it started: copied from
+# /proc/self/task/TID by housekeeping about once a second (bog/schedstat.py), never per tick.
+# Another task on the thread's core shows here first (docs/operations.md "Engine core").
+_SCHED_FIELDS = [
+    ("thread_runqueue_wait_ns_total", "<u8"),  # runnable but waiting for its CPU, ns
+    ("thread_preemptions_total", "<u8"),  # involuntary context switches
+]
+
 FEED_METRICS = np.dtype(
     _PROCESS_FIELDS
     + [
@@ -345,7 +354,8 @@ FEED_METRICS = np.dtype(
         ("venue_min_size_fixed", "<i8"),
         ("venue_frame_to_publish_ns_bucket", "<u8", (NB_LAT,)),
         ("venue_frame_to_publish_ns_sum", "<f8"),
-    ],
+    ]
+    + _SCHED_FIELDS,  # of the feed's main thread
     align=True,
 )
 FAULT_KINDS = FAULT
@@ -457,7 +467,8 @@ ENGINE_METRICS = np.dtype(
         ("venue_position_btc", "<f8"),  # the venue's position (gateway's last reconcile)
         ("tick_to_intent_ns_bucket", "<u8", (NB_LAT,)),  # tick read -> its intents written
         ("tick_to_intent_ns_sum", "<f8"),
-    ],
+    ]
+    + _SCHED_FIELDS,  # of the hot thread (hot_tid)
     align=True,
 )
 

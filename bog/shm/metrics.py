@@ -73,8 +73,8 @@ class MetricSpec:
     scale: float = 1.0  # exported value = field x scale (e.g. ns -> s, fixed point -> BTC)
 
 
-def _c(name, process, fld, help, label=None, values=()):
-    return MetricSpec(name, "counter", process, fld, help, label, tuple(values))
+def _c(name, process, fld, help, label=None, values=(), scale=1.0):
+    return MetricSpec(name, "counter", process, fld, help, label, tuple(values), scale=scale)
 
 
 def _g(name, process, fld, help, scale=1.0):
@@ -121,6 +121,18 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "Feed slot written to ring head published, ns", LATENCY_NS_EDGES),
     _g("bog_feed_stage_head_publish_max_ns", FEED, "stage_head_publish_max_ns",
        "Slowest head publish since feed start, ns"),
+    # 1c. other tasks on the pipeline's cores (docs/operations.md "Engine core"): read from
+    # /proc by each process's housekeeping about once a second (bog/schedstat.py)
+    _c("bog_engine_hot_thread_runqueue_wait_seconds", ENGINE, "thread_runqueue_wait_ns_total",
+       "Time the engine's hot thread was runnable but waited for its core (another task ran "
+       "on the engine core), seconds", scale=1e-9),
+    _c("bog_engine_hot_thread_preemptions", ENGINE, "thread_preemptions_total",
+       "Involuntary context switches of the engine's hot thread (preempted by another task)"),
+    _c("bog_feed_thread_runqueue_wait_seconds", FEED, "thread_runqueue_wait_ns_total",
+       "Time the feed's publishing thread was runnable but waited for its core, seconds",
+       scale=1e-9),
+    _c("bog_feed_thread_preemptions", FEED, "thread_preemptions_total",
+       "Involuntary context switches of the feed's publishing thread"),
     # 2. trading activity
     _c("bog_signals", ENGINE, "signals_total", "Strategy signals by action", "action",
        SIGNAL_ACTIONS),

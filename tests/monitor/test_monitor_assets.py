@@ -157,8 +157,19 @@ def test_grafana_dashboard_structure():
               "Daily PnL", "Realized PnL", "Circuit Breaker", "Fill Queue Depth",
               "Position Corrections", "Feed Latency P99", "Sequence gaps/min",
               "Stale data incidents/min", "Journal writes", "Untrusted shared memory",
-              "Unaccounted ticks", "Venue connection"):
+              "Unaccounted ticks", "Venue connection",
+              "Core contention: run-queue wait per second",
+              "Core contention: preemptions per second"):
         assert t in titles, t
+    # in the Latency row: the engine hot thread's and the feed thread's wait, and the alert's
+    # threshold (1 ms per second) as its red line
+    core = titles["Core contention: run-queue wait per second"]
+    assert core["gridPos"]["y"] < next(p["gridPos"]["y"] for p in d["panels"]
+                                       if p["title"] == "Trading Activity")
+    assert [t["expr"].split("{")[0] for t in core["targets"]] == [
+        "rate(bog_engine_hot_thread_runqueue_wait_seconds_total",
+        "rate(bog_feed_thread_runqueue_wait_seconds_total"]
+    assert {"color": "red", "value": 0.001} in core["fieldConfig"]["defaults"]["thresholds"]["steps"]
     lat = titles["Tick Processing Latency"]
     assert [t["legendFormat"] for t in lat["targets"]][:2] == ["P50", "P99"]
     assert {"color": "red", "value": 1000} in lat["fieldConfig"]["defaults"]["thresholds"]["steps"]

@@ -257,6 +257,8 @@ def scenario_values():
         "JournalWriteFailing": ({"journal_write_failing": 1}, 0),
         "UntrustedSharedMemory": ({"feed:shm_untrusted_total": 1}, 0),
         "TickAccountingBroken": ({"ring_unaccounted_ticks": -7}, 30),
+        # 2 ms a second of run-queue wait: a rate needs two readings (+1 s), then 'for' 10 min
+        "EngineCoreContended": ({"thread_runqueue_wait_ns_total": lambda t: 2_000_000 * t}, 601),
         # the gateway's (run with a gateway block: execution mode dry-run / live)
         "GatewayDown": ({"gateway:running": 0}, 10),
         "VenueOrderConnectionDown": ({"gateway:connected": 0}, 10),
@@ -332,6 +334,41 @@ def test_each_monitor_alert_fires_and_not_before_its_for(owners, name):
         assert others <= allowed, (name, others)
     finally:
         st.close()
+
+
+def test_engine_core_contended_is_a_rate_over_five_minutes(setup):
+    """The hot thread's run-queue wait, exported in seconds, alerts on its rate over 5 min:
+    0.9 ms per second for 12 min never fires; a 2 s stall once is gone from the window 5 min
+    later; 1.2 ms per second fires 10 min after its 5 min mean passes 1 ms per second, the rate
+    (seconds per second) as its value."""
+    o, st = setup
+    o.set(start_ns=o.m()["start_ns"] - 3600 * 10**9)
+    o.set(thread_runqueue_wait_ns_total=1_500_000_000, thread_preemptions_total=7)
+    o.set("feed", thread_runqueue_wait_ns_total=250_000_000, thread_preemptions_total=3)
+    f = families(st)  # counters in seconds (scaled from ns), preemptions as counted
+    assert f["bog_engine_hot_thread_runqueue_wait_seconds"].samples[0].value == 1.5
+    assert f["bog_engine_hot_thread_preemptions"].samples[0].value == 7
+    assert f["bog_feed_thread_runqueue_wait_seconds"].samples[0].value == 0.25
+    assert f["bog_feed_thread_preemptions"].samples[0].value == 3
+    c = Clock(st)
+    base = 1_500_000_000
+
+    def run(t0, t1, ns_per_s, stall_at=None):
+        nonlocal base
+        for t in range(t0, t1):
+            base += ns_per_s + (2_000_000_000 if t == stall_at else 0)
+            o.set(thread_runqueue_wait_ns_total=base)
+            c.step(t)
+
+    run(0, 720, 900_000, stall_at=5)  # 2 s at once: the 5 min rate is 7.6 ms/s until 305 s
+    assert st.alerts.firings_total["EngineCoreContended"] == 0
+    s = st.alerts.states["EngineCoreContended"]
+    assert s.value == pytest.approx(0.0009) and s.pending_since_mono is None
+    run(720, 1400, 1_200_000)  # the 5 min mean passes 1 ms/s 100 s in (t = 820): pending
+    assert not s.firing and s.pending_since_mono is not None
+    run(1400, 1440, 1_200_000)  # ... and 'for' 10 min later it fires
+    assert st.alerts.firings_total["EngineCoreContended"] == 1
+    assert s.firing and s.value == pytest.approx(0.0012)
 
 
 def test_stale_incident_in_last_minute(setup):

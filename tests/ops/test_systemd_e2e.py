@@ -5,7 +5,8 @@ order and each leaves bog running for the next. What each checks:
 
 1. bog-trading.target starts three Type=notify units as user bog, each pinned.
 2. The journal has every process's lines with their priorities (-p filters).
-3. The guide's latency and no-fills runbooks work as written in docs/runbook.md.
+3. The guide's latency and no-fills runbooks (and the engine core's) work as written in
+   docs/runbook.md.
 4. SIGKILL of the engine: systemd restarts it, position and PnL intact; ProcessDown runbook.
 5. SIGSTOP: the watchdog kills and restarts the process (its stack is in the journal).
 6. Daily loss trips the breaker: DailyLossLimit and CircuitBreakerTripped runbooks, reset.
@@ -279,6 +280,14 @@ def test_latency_and_no_fills_runbooks(m):
     aff = res["systemctl show -p CPUAffinity bog-feed bog-engine bog-monitor"].stdout.split()
     assert aff == ["CPUAffinity=0", "CPUAffinity=0-1", "CPUAffinity=0"], aff
     assert "bog-engine" in next(v.stdout for k, v in res.items() if k.startswith("perf report"))
+    res = runbook(m, "Engine core contended")
+    out = res["bogctl metrics --grep bog_engine_hot_thread --grep bog_feed_thread"].stdout
+    for name in ("bog_engine_hot_thread_runqueue_wait_seconds_total",
+                 "bog_engine_hot_thread_preemptions_total",
+                 "bog_feed_thread_runqueue_wait_seconds_total", "bog_feed_thread_preemptions_total"):
+        assert name in out, out
+    # the hot thread is on CPU 1 (engine_core), and the list of that CPU's threads shows it
+    assert "bog-engine" in next(v.stdout for k, v in res.items() if k.startswith("ps -eLo"))
     res = runbook(m, "No fills")
     assert "bog_spread_bps" in res["curl -s http://localhost:9090/metrics | grep bog_spread_bps"].stdout
     assert "bog_position_btc" in res["curl -s http://localhost:9090/metrics | grep bog_position"].stdout
