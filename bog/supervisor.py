@@ -80,6 +80,21 @@ class Supervisor:
         mon_opts = ["--port", str(args.port)] if getattr(args, "port", None) is not None else []
         port = args.port if getattr(args, "port", None) is not None else cfg.monitor.port
         health = f"http://{cfg.monitor.host}:{port}/health"
+
+        def monitor_ready(proc) -> bool:
+            url = health
+            if port == 0:  # any free port: the one this monitor bound, from its address segment
+                from bog.monitor.address import lookup
+
+                try:
+                    a = lookup(self.instance)
+                except seg_mod.SegmentError:
+                    return False
+                if a is None or a.pid != proc.pid:
+                    return False
+                url = a.url("/health")
+            return http_status(url, 0.5) is not None
+
         self.children = [
             Child("feed", base + ["feed"] + common + feed_opts, _segment_ready(names.ticks)),
             Child("engine", base + ["engine"] + common, _segment_ready(names.engine_metrics)),
@@ -90,7 +105,7 @@ class Supervisor:
                                        _segment_ready(names.gateway_metrics)))
         if not getattr(args, "no_monitor", False):
             self.children.append(Child("monitor", base + ["monitor"] + common + mon_opts,
-                                       lambda proc: http_status(health, 0.5) is not None))
+                                       monitor_ready))
 
         self.replay = cfg.feed.source == "replay"
         self.report_path = getattr(args, "report", None)

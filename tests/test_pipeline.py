@@ -318,6 +318,27 @@ def test_bog_run_starts_everything_and_cleans_up(tmp_path):
         cleanup_segments(inst)
 
 
+def test_bog_run_with_monitor_on_any_free_port_comes_up_and_honours_duration(tmp_path):
+    """``bog run --port 0``: the monitor binds a free port; the supervisor finds it in the
+    monitor's address segment (it used to poll port 0, never saw the monitor up, and ignored
+    --duration until its start timeout)."""
+    inst = unique_instance("run0")
+    env = dict(os.environ, BOG_STATE_DIR=str(tmp_path / "s"), BOG_LOG_DIR=str(tmp_path / "l"))
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "bog.cli", "run", "--instance", inst,
+                            "--duration", "4", "--port", "0"], capture_output=True, text=True,
+                           env=env, timeout=180)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "pipeline up" in r.stderr and "all processes stopped" in r.stderr
+        assert time.monotonic() - t0 < 100  # not the 120 s start timeout
+        log = (tmp_path / "l" / "bog.log").read_text()
+        assert "bog-monitor running" in log
+        assert list_segments(inst) == []
+    finally:
+        cleanup_segments(inst)
+
+
 def test_same_instance_cannot_start_twice(pipeline_factory):
     pl = pipeline_factory(FAST)
     pl.start("feed")
