@@ -15,6 +15,7 @@ on the monitor (below). Nothing here is asserted: it prints what it measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -26,8 +27,10 @@ import time
 
 import numpy as np
 
+from bog.isolate import CoreIsolation, IsolationError
 from bog.process import child_command, http_status, stop_child
 from bog.schedstat import thread_sched
+from bog.schedtrace import SchedTrace, SchedTraceError
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
 from bog.shm.layouts import LATENCY_NS_EDGES
@@ -172,10 +175,8 @@ class _Run:
         return {"feed": sched_counters(self.feed.pid),
                 "engine_hot": sched_counters(self.engine.pid, tid) if tid > 0 else {}}
 
-    def sched_trace(self):
+    def sched_trace(self) -> SchedTrace:
         """A scheduler trace of the feed's thread and the engine's hot thread (root only)."""
-        from bog.schedtrace import SchedTrace
-
         tid = int(self.em.m[0]["hot_tid"])
         return SchedTrace({"feed": self.feed.pid, "engine_hot": tid},
                           own={self.engine.pid: "engine:main", os.getpid(): "bench"})
@@ -193,21 +194,12 @@ def measure(rate: float, seconds: float, workdir: str, config_path: str | None,
             sched_trace: bool = False, isolate_core: int | None = None) -> dict:
     """One step; with ``isolate_core`` every other task on the machine is kept off that core
     (the engine's) for the step (``bog.isolate``, root)."""
-    iso = None
-    if isolate_core is not None:
-        from bog.isolate import CoreIsolation, IsolationError
-
-        iso = CoreIsolation(isolate_core, keep_pids={os.getpid()})
-        iso.__enter__()
-        if not iso.moved:
-            iso.__exit__(None, None, None)
+    iso = None if isolate_core is None else CoreIsolation(isolate_core, keep_pids={os.getpid()})
+    with iso or contextlib.nullcontext():
+        if iso is not None and not iso.moved:
             raise IsolationError(f"--isolate: could not move any task off core "
-                               f"{isolate_core} ({iso.refused} refused; it needs root)")
-    try:
+                                 f"{isolate_core} ({iso.refused} refused; it needs root)")
         r = _measure(rate, seconds, workdir, config_path, sched_trace)
-    finally:
-        if iso is not None:
-            iso.__exit__(None, None, None)
     if iso is not None:
         r["isolated"] = {"core": isolate_core, "tasks_moved": iso.moved,
                          "tasks_refused": iso.refused}
@@ -358,12 +350,7 @@ def run_bench(cfg, args) -> int:
         return 2
     try:
         return _run_bench(cfg, args)
-    except RuntimeError as e:  # SchedTraceError, IsolationError: one line, no traceback
-        from bog.isolate import IsolationError
-        from bog.schedtrace import SchedTraceError
-
-        if not isinstance(e, (SchedTraceError, IsolationError)):
-            raise
+    except (SchedTraceError, IsolationError) as e:  # one line, no traceback
         print(f"bog bench: {e}", file=sys.stderr)
         return 2
 

@@ -140,6 +140,7 @@ class SchedTrace:
             raise SchedTraceError("sched trace: no thread to trace")
         if not os.path.isdir(os.path.join(self._root, "instances")):
             self._mount()
+        self._remove_stale()
         try:
             os.mkdir(self.dir)
         except FileExistsError:
@@ -159,6 +160,19 @@ class SchedTrace:
         except OSError as e:
             self.close()
             raise SchedTraceError(f"sched trace: cannot set up the trace instance ({e})") from e
+
+    def _remove_stale(self) -> None:
+        """Instances left by a bench that was killed (its pid gone): removed, so they do not
+        keep tracing (and holding their buffers) for ever."""
+        base = os.path.join(self._root, "instances")
+        for name in os.listdir(base):
+            pid = name.removeprefix("bog-bench-")
+            if name.startswith("bog-bench-") and pid.isdigit() and not os.path.exists(
+                    f"/proc/{pid}"):
+                try:
+                    os.rmdir(os.path.join(base, name))
+                except OSError:
+                    pass
 
     def _mount(self) -> None:
         """tracefs is not mounted (a fresh boot without debugfs users): mount it, as root."""

@@ -69,8 +69,14 @@ def test_real_trace_names_the_process_that_preempted_a_spinning_thread():
             with pytest.raises(SchedTraceError, match="root"):
                 trace.start()
             return
+        trace.start()  # (mounts tracefs if it is not yet)
+        trace.close()
+        # an instance left by a bench killed with -9 (its pid gone) is removed at the next start
+        stale = "/sys/kernel/tracing/instances/bog-bench-999999999"
+        os.mkdir(stale)
         trace.start()
         try:
+            assert not os.path.exists(stale)
             time.sleep(1.0)
             rep = trace.stop()["a"]
         finally:
