@@ -177,3 +177,45 @@ def test_realtime_on_a_busy_polling_thread_is_applied_with_a_warning_naming_the_
     with caplog.at_level(logging.INFO, logger="bog"):
         assert set_realtime(0, busy_poll=True) is False  # 0 = normal scheduling, nothing said
     assert caplog.text == ""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to isolate one")
+def test_an_isolation_killed_with_sigkill_is_undone_by_the_next_one(caplog):
+    """A bench killed with -9 inside --isolate cannot restore anything: its record (root-only
+    directory) lets the next isolation give the tasks their affinity back. A record directory
+    another user could have written is never trusted."""
+    import signal
+
+    from bog.isolate import RECORD_DIR, restore_leftovers
+
+    assert os.geteuid() == 0, "the suite runs as root here (/run/bog-isolate)"
+    core = max(os.sched_getaffinity(0))
+    other = subprocess.Popen(["sleep", "60"])
+    before = os.sched_getaffinity(other.pid)
+    assert core in before
+    code = (f"import os, time\nfrom bog.isolate import CoreIsolation\n"
+            f"with CoreIsolation({core}, keep_pids={{os.getpid()}}, only_pids={{{other.pid}}}):\n"
+            "    print('in', flush=True)\n    time.sleep(60)\n")
+    bench = subprocess.Popen([sys.executable, "-I", "-c", code], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert bench.stdout.readline().strip() == "in"
+        record = os.path.join(RECORD_DIR, f"{bench.pid}.json")
+        assert os.path.exists(record)
+        assert os.sched_getaffinity(other.pid) == before - {core}
+        bench.send_signal(signal.SIGKILL)
+        bench.wait(10)
+        assert os.sched_getaffinity(other.pid) == before - {core}  # nobody restored it
+        os.chmod(RECORD_DIR, 0o755)  # as if another user could write there: not trusted
+        with caplog.at_level("CRITICAL", logger="bog"):
+            assert restore_leftovers() == 0
+        assert "records are not trusted" in caplog.text and os.path.exists(record)
+        os.chmod(RECORD_DIR, 0o700)
+        assert restore_leftovers() == 1
+        assert os.sched_getaffinity(other.pid) == before and not os.path.exists(record)
+    finally:
+        if os.path.isdir(RECORD_DIR):
+            os.chmod(RECORD_DIR, 0o700)
+        for p in (bench, other):
+            p.kill()
+            p.wait(10)
