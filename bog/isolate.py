@@ -95,9 +95,24 @@ def _record_path(pid: int) -> str:
     return os.path.join(RECORD_DIR, f"{pid}.json")
 
 
+def _trusted_dir() -> bool:
+    """The record directory is a real directory of this user, mode 0700 (not a link, not
+    writable by anyone else); else it is neither read nor written, and that is logged."""
+    st = os.lstat(RECORD_DIR)
+    if (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            and stat.S_IMODE(st.st_mode) == 0o700):
+        return True
+    log.critical("bench --isolate: %s is not a directory of uid %d with mode 0700: its "
+                 "records are not trusted, nothing read from or written to it (remove it)",
+                 RECORD_DIR, os.geteuid())
+    return False
+
+
 def _write_record(core: int, saved: dict[int, set[int]]) -> None:
     try:
         os.makedirs(RECORD_DIR, mode=0o700, exist_ok=True)
+        if not _trusted_dir():
+            return
         tmp = _record_path(os.getpid()) + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -125,15 +140,7 @@ def _restore(core: int, saved: dict[int, set[int]]) -> int:
 def restore_leftovers() -> int:
     """Restore what a killed bench left isolated (its record names a pid that is gone). Only a
     directory this user owns, mode 0700, is trusted: another user's record is never read."""
-    try:
-        st = os.lstat(RECORD_DIR)
-    except FileNotFoundError:
-        return 0
-    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()
-            or stat.S_IMODE(st.st_mode) != 0o700):
-        log.critical("bench --isolate: %s is not a directory of uid %d with mode 0700: "
-                     "its records are not trusted, nothing restored from them (remove it)",
-                     RECORD_DIR, os.geteuid())
+    if not os.path.lexists(RECORD_DIR) or not _trusted_dir():
         return 0
     n = 0
     for name in os.listdir(RECORD_DIR):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from bog.config import Config
 from bog.log import setup_logging
+from bog.monitor.address import lookup
 from bog.process import child_command, http_status
 from bog.shm import SegmentNames
 from bog.shm import segment as seg_mod
@@ -84,8 +85,6 @@ class Supervisor:
         def monitor_ready(proc) -> bool:
             url = health
             if port == 0:  # any free port: the one this monitor bound, from its address segment
-                from bog.monitor.address import lookup
-
                 try:
                     a = lookup(self.instance)
                 except seg_mod.SegmentError:

@@ -210,6 +210,10 @@ def test_an_isolation_killed_with_sigkill_is_undone_by_the_next_one(caplog):
         with caplog.at_level("CRITICAL", logger="bog"):
             assert restore_leftovers() == 0
         assert "records are not trusted" in caplog.text and os.path.exists(record)
+        from bog.isolate import _record_path, _write_record
+
+        _write_record(core, {other.pid: before})  # nor written there
+        assert not os.path.exists(_record_path(os.getpid()))
         os.chmod(RECORD_DIR, 0o700)
         assert restore_leftovers() == 1
         assert os.sched_getaffinity(other.pid) == before and not os.path.exists(record)
